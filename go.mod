@@ -1,0 +1,3 @@
+module github.com/gopool/gopool
+
+go 1.24

@@ -1,0 +1,33 @@
+package gopool
+
+// taskQueue is a FIFO of tasks that reuses its backing array.
+type taskQueue struct {
+	items []*task
+	head  int
+}
+
+func (q *taskQueue) len() int { return len(q.items) - q.head }
+
+func (q *taskQueue) push(t *task) { q.items = append(q.items, t) }
+
+func (q *taskQueue) pushFront(t *task) {
+	if q.head > 0 {
+		q.head--
+		q.items[q.head] = t
+		return
+	}
+	q.items = append([]*task{t}, q.items...)
+}
+
+func (q *taskQueue) pop() *task {
+	t := q.items[q.head]
+	q.items[q.head] = nil
+	q.head++
+	if q.head == len(q.items) {
+		q.items, q.head = q.items[:0], 0
+	} else if q.head > 1024 && q.head*2 > len(q.items) {
+		q.items = append(q.items[:0], q.items[q.head:]...)
+		q.head = 0
+	}
+	return t
+}

@@ -8,7 +8,6 @@ package pybind
 
 import (
 	"encoding/binary"
-	"strings"
 	"sync"
 	"time"
 
@@ -49,23 +48,38 @@ func (r *registry[T]) remove(id int64) {
 
 func millis(ms int) time.Duration { return time.Duration(ms) * time.Millisecond }
 
-// splitNul splits a NUL-separated list; the empty string is the empty list.
-func splitNul(s string) []string {
-	if s == "" {
-		return nil
+// stringRecords splits a blob of records (see gopool.SplitRecords) into
+// strings: lists of strings cross as blobs because a C string cannot hold
+// the NUL that would separate them.
+func stringRecords(blob []byte) ([]string, error) {
+	records, err := gopool.SplitRecords(blob)
+	if err != nil {
+		return nil, err
 	}
-	return strings.Split(s, "\x00")
+	out := make([]string, len(records))
+	for i, r := range records {
+		out[i] = string(r)
+	}
+	return out, nil
 }
 
-// PoolNew starts a pool of workers. argv and env are NUL-separated lists;
+// PoolNew starts a pool of workers. argv and env are blobs of records;
 // init is the payload of every worker's first frame.
-func PoolNew(workers, maxTasksPerWorker int, argv, env, dir string, init []byte, killGraceMs int) (int64, error) {
+func PoolNew(workers, maxTasksPerWorker int, argv, env []byte, dir string, init []byte, killGraceMs int) (int64, error) {
+	args, err := stringRecords(argv)
+	if err != nil {
+		return 0, err
+	}
+	vars, err := stringRecords(env)
+	if err != nil {
+		return 0, err
+	}
 	p, err := gopool.New(gopool.Options{
 		Workers:           workers,
 		MaxTasksPerWorker: maxTasksPerWorker,
 		Spec: gopool.WorkerSpec{
-			Argv: splitNul(argv),
-			Env:  splitNul(env),
+			Argv: args,
+			Env:  vars,
 			Dir:  dir,
 			Init: append([]byte(nil), init...),
 		},

@@ -1,0 +1,56 @@
+"""gopool: Python's multiprocessing API with a Go core.
+
+Swap ``import multiprocessing`` for ``import gopool``. Names are loaded on
+first use, so a worker process that imports ``gopool._worker`` does not load
+the Go runtime.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from typing import Any
+
+__all__ = [
+    "Pool",
+    "ThreadPool",
+    "TimeoutError",
+    "ProcessError",
+    "WorkerLostError",
+    "PoolTerminatedError",
+    "BrokenPoolError",
+    "ForkedChildError",
+    "cpu_count",
+]
+
+_LAZY = {
+    "Pool": "gopool.pool",
+    "ThreadPool": "gopool.pool",
+    "TimeoutError": "gopool._errors",
+    "ProcessError": "gopool._errors",
+    "WorkerLostError": "gopool._errors",
+    "PoolTerminatedError": "gopool._errors",
+    "BrokenPoolError": "gopool._errors",
+    "ForkedChildError": "gopool._errors",
+}
+
+
+def cpu_count() -> int:
+    """The number of CPUs in the system (NotImplementedError if unknown)."""
+    n = os.cpu_count()
+    if n is None:
+        raise NotImplementedError("cannot determine number of cpus")
+    return n
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'gopool' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

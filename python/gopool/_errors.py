@@ -1,0 +1,82 @@
+"""Exceptions of gopool, catchable the way the stdlib's are.
+
+Each subclasses the ``multiprocessing`` class a stdlib user would catch, so
+code written for ``multiprocessing`` keeps working unchanged.
+"""
+
+from __future__ import annotations
+
+import builtins
+import signal
+from typing import Optional
+
+import multiprocessing
+import multiprocessing.pool
+
+ProcessError = multiprocessing.ProcessError
+
+
+class TimeoutError(multiprocessing.TimeoutError, builtins.TimeoutError):
+    """A result was not ready in time.
+
+    Both a ``multiprocessing.TimeoutError`` and a builtin ``TimeoutError``.
+    """
+
+
+class WorkerLostError(ProcessError):
+    """The worker running a task died before it could report a result.
+
+    ``pid`` is the worker's process id and ``exitcode`` its exit status in
+    ``Process.exitcode`` convention (minus the signal number for a signal).
+    """
+
+    def __init__(self, message: str, pid: Optional[int] = None, exitcode: Optional[int] = None):
+        super().__init__(message)
+        self.pid = pid
+        self.exitcode = exitcode
+
+    def __reduce__(self):
+        return (type(self), (self.args[0], self.pid, self.exitcode))
+
+    @classmethod
+    def from_exit(cls, pid: int, exitcode: int) -> "WorkerLostError":
+        return cls(
+            f"worker process {pid} died while running the task ({describe_exit(exitcode)})",
+            pid,
+            exitcode,
+        )
+
+
+class PoolTerminatedError(ProcessError):
+    """The pool was terminated before the task finished."""
+
+
+class BrokenPoolError(ProcessError):
+    """The pool cannot start workers, so its tasks cannot run."""
+
+
+class ForkedChildError(RuntimeError):
+    """gopool was used in a process created by ``os.fork()``.
+
+    A process that has loaded gopool runs the Go runtime, which does not
+    survive a bare ``fork()``: the child would hang at its first call into Go.
+    """
+
+
+class MaybeEncodingError(multiprocessing.pool.MaybeEncodingError):
+    """A worker could not pickle a task's result."""
+
+
+class RemoteTraceback(multiprocessing.pool.RemoteTraceback):
+    """The traceback of an exception raised in a worker, set as ``__cause__``."""
+
+
+def describe_exit(exitcode: int) -> str:
+    """Say how a process ended, from its ``Process.exitcode``-style status."""
+    if exitcode < 0:
+        try:
+            name = signal.Signals(-exitcode).name
+        except ValueError:
+            name = f"signal {-exitcode}"
+        return f"killed by {name}"
+    return f"exit code {exitcode}"

@@ -1,0 +1,99 @@
+"""How gopool turns functions, arguments, results and errors into bytes.
+
+Plain pickle is tried first because it is fast and exact. What it cannot do
+by reference (lambdas, closures, functions and classes defined in
+``__main__`` or a notebook cell) goes through cloudpickle, which sends them by
+value. A pickle that names ``__main__`` is redone with cloudpickle too: a
+worker's ``__main__`` is not the parent's, so such a reference would not
+resolve there.
+
+This module is imported by workers: it must stay light (no Go binding).
+"""
+
+from __future__ import annotations
+
+import pickle
+import struct
+import traceback
+from typing import Any
+
+PROTOCOL = pickle.HIGHEST_PROTOCOL
+_LEN = struct.Struct("<Q")
+
+# Task modes: how a worker applies the function to the task's arguments.
+MODE_APPLY = 0  # func(*args, **kwds)
+MODE_MAP = 1  # [func(x) for x in args]
+MODE_STARMAP = 2  # [func(*x) for x in args]
+
+
+def dumps(obj: Any) -> bytes:
+    """Pickle obj so that another gopool process can load it."""
+    try:
+        data = pickle.dumps(obj, PROTOCOL)
+    except Exception:
+        return _cloud_dumps(obj)
+    if b"__main__" in data:
+        return _cloud_dumps(obj)
+    return data
+
+
+def _cloud_dumps(obj: Any) -> bytes:
+    import cloudpickle  # imported on first need: workers often never need it
+
+    return cloudpickle.dumps(obj, PROTOCOL)
+
+
+loads = pickle.loads
+
+
+def pack(*parts: bytes) -> bytes:
+    """Join byte strings as [8-byte length][bytes] records."""
+    return b"".join(_LEN.pack(len(p)) + p for p in parts)
+
+
+def unpack(blob) -> list:
+    """Split what pack joined."""
+    parts = []
+    view = memoryview(blob)
+    pos = 0
+    while pos < len(view):
+        (n,) = _LEN.unpack_from(view, pos)
+        pos += 8
+        parts.append(view[pos : pos + n])
+        pos += n
+    return parts
+
+
+def dumps_exception(exc: BaseException) -> bytes:
+    """Encode an exception raised in a worker with its formatted traceback.
+
+    The traceback travels apart from the exception so that it survives an
+    exception that cannot be pickled or unpickled.
+    """
+    tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    try:
+        exc_bytes = dumps(exc)
+    except Exception as pickling_error:
+        exc_bytes = dumps(_unpicklable_exception(exc, pickling_error))
+    return pack(dumps(tb), exc_bytes)
+
+
+def _unpicklable_exception(exc: BaseException, pickling_error: Exception) -> BaseException:
+    from gopool._errors import MaybeEncodingError
+
+    return MaybeEncodingError(pickling_error, exc)
+
+
+def loads_exception(payload) -> BaseException:
+    """Rebuild an exception from dumps_exception, with the remote traceback as
+    its ``__cause__`` (as the stdlib's process pools do)."""
+    from gopool._errors import RemoteTraceback
+
+    tb_part, exc_part = unpack(payload)
+    tb = loads(tb_part)
+    try:
+        exc = loads(exc_part)
+    except Exception as unpickling_error:
+        exc = RuntimeError(f"the task's exception could not be unpickled: {unpickling_error!r}")
+    exc.__cause__ = RemoteTraceback('\n"""\n%s"""' % tb)
+    return exc

@@ -1,0 +1,254 @@
+"""The thread backend of ThreadPool: the same job/result interface as the
+process backend, with worker threads and no pickling.
+
+terminate() does what threads allow: queued tasks never start, and a task
+running Python code is interrupted by an exception raised in its thread at
+the next bytecode boundary. A task blocked inside one C call (a long
+``time.sleep``, a socket read) is interrupted only when that call returns.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import itertools
+import threading
+from collections import deque
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+from gopool import _serialize as ser
+from gopool._errors import PoolTerminatedError
+
+RUN, CLOSE, TERMINATE = "RUN", "CLOSE", "TERMINATE"
+
+
+class _Stop(BaseException):
+    """Raised inside a worker thread by terminate(); never seen by users."""
+
+
+class _Job:
+    __slots__ = ("notify", "sealed", "submitted", "finished", "ready")
+
+    def __init__(self, notify: bool):
+        self.notify = notify
+        self.sealed = False
+        self.submitted = 0
+        self.finished = 0
+        self.ready: List[Tuple[int, bool, Any]] = []
+
+    def complete(self) -> bool:
+        return self.sealed and self.finished == self.submitted
+
+
+class ThreadBackend:
+    def __init__(self, threads: int, initializer: Optional[Callable], initargs: Sequence):
+        self._cond = threading.Condition()
+        self._queue: deque = deque()
+        self._jobs: Dict[int, _Job] = {}
+        self._job_ids = itertools.count(1)
+        self._events: List[int] = []
+        self._state = RUN
+        self._open = 0
+        self._failure: Optional[BaseException] = None
+        self._running: Dict[threading.Thread, tuple] = {}
+        self._initializer = initializer
+        self._initargs = tuple(initargs)
+        self._threads = [
+            threading.Thread(target=self._work, name=f"Thread-{i + 1} (gopool ThreadPool worker)", daemon=True)
+            for i in range(threads)
+        ]
+        for t in self._threads:
+            t.start()
+
+    # -- worker threads ------------------------------------------------------
+
+    def _work(self) -> None:
+        try:
+            if self._initializer is not None:
+                self._initializer(*self._initargs)
+        except Exception as exc:
+            with self._cond:
+                if self._failure is None:
+                    self._failure = exc
+                self._fail_queued_locked(False, exc)
+                self._cond.notify_all()
+            return
+        me = threading.current_thread()
+        try:
+            while True:
+                item = self._next_task(me)
+                if item is None:
+                    return
+                job, index, (func, args, kwds, mode) = item
+                try:
+                    if mode == ser.MODE_APPLY:
+                        outcome = (True, func(*args, **kwds))
+                    elif mode == ser.MODE_MAP:
+                        outcome = (True, list(map(func, args)))
+                    else:
+                        outcome = (True, list(itertools.starmap(func, args)))
+                except Exception as exc:
+                    outcome = (False, exc)
+                with self._cond:
+                    self._running.pop(me, None)
+                    self._finish_locked(job, index, *outcome)
+        except _Stop:
+            # The exception may land just after this thread took the lock to
+            # record its result: never leave it held.
+            while self._cond._is_owned():
+                self._cond.release()
+
+    def _next_task(self, me):
+        with self._cond:
+            while True:
+                if self._state == TERMINATE or self._failure is not None:
+                    return None
+                if self._queue:
+                    item = self._queue.popleft()
+                    self._running[me] = item
+                    return item
+                if self._state == CLOSE and self._open == 0:
+                    return None
+                self._cond.wait()
+
+    def _finish_locked(self, job_id: int, index: int, ok: bool, value: Any) -> None:
+        job = self._jobs.get(job_id)
+        if job is None:
+            return  # discarded, or already failed by terminate()
+        job.finished += 1
+        job.ready.append((index, ok, value))
+        self._progressed_locked(job_id, job)
+
+    def _progressed_locked(self, job_id: int, job: _Job) -> None:
+        if job.notify and job.complete():
+            self._events.append(job_id)
+        self._cond.notify_all()
+
+    def _fail_queued_locked(self, ok: bool, value: Any) -> None:
+        while self._queue:
+            job, index, _ = self._queue.popleft()
+            self._finish_locked(job, index, ok, value)
+
+    # -- the backend interface ---------------------------------------------
+
+    def encode(self, func: Callable, args: Any, kwds: Any, mode: int) -> tuple:
+        return (func, args, kwds, mode)
+
+    def encode_many(self, func: Callable, arg_list, mode: int) -> List[tuple]:
+        return [(func, args, None, mode) for args in arg_list]
+
+    def open_job(self, notify: bool = False) -> int:
+        with self._cond:
+            job_id = next(self._job_ids)
+            self._jobs[job_id] = _Job(notify)
+            self._open += 1
+            return job_id
+
+    def add(self, job_id: int, tasks: Sequence[tuple]) -> None:
+        with self._cond:
+            job = self._jobs.get(job_id)
+            if job is None or job.sealed:
+                raise RuntimeError(f"job {job_id} is sealed or unknown")
+            for task in tasks:
+                index = job.submitted
+                job.submitted += 1
+                if self._state == TERMINATE:
+                    self._finish_locked(job_id, index, False, _terminated())
+                elif self._failure is not None:
+                    self._finish_locked(job_id, index, False, self._failure)
+                else:
+                    self._queue.append((job_id, index, task))
+            self._cond.notify_all()
+
+    def seal(self, job_id: int) -> None:
+        with self._cond:
+            job = self._jobs.get(job_id)
+            if job is not None and not job.sealed:
+                job.sealed = True
+                self._open -= 1
+                self._progressed_locked(job_id, job)
+
+    def submit(self, tasks: Sequence[tuple], notify: bool) -> int:
+        job_id = self.open_job(notify)
+        self.add(job_id, tasks)
+        self.seal(job_id)
+        return job_id
+
+    def collect(self, job_id: int, timeout_ms: int):
+        with self._cond:
+            job = self._jobs.get(job_id)
+            if job is None:
+                raise RuntimeError(f"gopool: unknown job {job_id}")
+            if not job.ready and not job.complete() and timeout_ms > 0:
+                self._cond.wait(timeout_ms / 1000)
+            entries, job.ready = job.ready, []
+            done = job.complete()
+            if done:
+                del self._jobs[job_id]
+            return entries, done
+
+    def discard(self, job_id: int) -> None:
+        self.seal(job_id)
+        with self._cond:
+            self._jobs.pop(job_id, None)
+
+    def next_events(self, timeout_ms: int) -> List[int]:
+        with self._cond:
+            if not self._events:
+                self._cond.wait(timeout_ms / 1000)
+            events, self._events = self._events, []
+            return events
+
+    def close(self) -> None:
+        with self._cond:
+            if self._state == RUN:
+                self._state = CLOSE
+            self._cond.notify_all()
+
+    def terminate(self) -> None:
+        with self._cond:
+            if self._state == TERMINATE:
+                return
+            self._state = TERMINATE
+            self._fail_queued_locked(False, _terminated())
+            for thread, (job, index, _) in list(self._running.items()):
+                self._finish_locked(job, index, False, _terminated())
+                _raise_in_thread(thread, _Stop)
+            self._running.clear()
+            for job_id, job in self._jobs.items():
+                if not job.sealed:
+                    job.sealed = True
+                    self._open -= 1
+                    self._progressed_locked(job_id, job)
+            self._cond.notify_all()
+
+    def join(self, timeout_ms: int) -> bool:
+        for thread in self._threads:
+            thread.join(timeout_ms / 1000)
+            if thread.is_alive():
+                return False
+        return True
+
+    def release(self) -> None:
+        self.terminate()
+
+    def workers(self):
+        with self._cond:
+            running = {t: (job, index) for t, (job, index, _) in self._running.items()}
+        return [
+            (t.ident or 0, 0, *running.get(t, (0, 0)))
+            for t in self._threads
+            if t.is_alive()
+        ]
+
+    def queued(self) -> int:
+        with self._cond:
+            return len(self._queue)
+
+
+def _terminated() -> PoolTerminatedError:
+    return PoolTerminatedError("the pool was terminated before the task finished")
+
+
+def _raise_in_thread(thread: threading.Thread, exc_type: type) -> None:
+    if thread.ident is not None:
+        ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread.ident), ctypes.py_object(exc_type))

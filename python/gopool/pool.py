@@ -1,0 +1,706 @@
+"""Pools of workers with the API of ``multiprocessing.pool``.
+
+``Pool`` runs tasks in worker processes started and supervised by gopool's Go
+core; ``ThreadPool`` runs them in threads. Both follow the stdlib's contract
+(see the project's SEMANTICS.md) except where the stdlib hangs or loses
+work; there they do better, and say so:
+
+- a worker that dies while running a task (a signal, ``os._exit``,
+  ``SystemExit``) fails that task with :class:`WorkerLostError` naming the
+  worker's pid and exit status, and is replaced; nothing hangs;
+- ``terminate()`` fails every unfinished task with :class:`PoolTerminatedError`;
+- a callback that raises is reported through ``threading.excepthook`` and the
+  pool goes on; the result still becomes ready;
+- an initializer that raises fails every task with that exception instead of
+  respawning workers forever;
+- ``chunksize < 1`` raises ``ValueError`` for every method.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import sys
+import threading
+import time
+import types
+import warnings
+import weakref
+from collections import deque
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence
+
+from gopool import _serialize as ser
+from gopool._errors import (
+    MaybeEncodingError,
+    PoolTerminatedError,
+    RemoteTraceback,
+    TimeoutError,
+    WorkerLostError,
+)
+
+__all__ = [
+    "Pool",
+    "ThreadPool",
+    "AsyncResult",
+    "ApplyResult",
+    "MapResult",
+    "IMapIterator",
+    "IMapUnorderedIterator",
+    "MaybeEncodingError",
+    "RemoteTraceback",
+    "TimeoutError",
+    "WorkerInfo",
+    "INIT",
+    "RUN",
+    "CLOSE",
+    "TERMINATE",
+]
+
+INIT = "INIT"
+RUN = "RUN"
+CLOSE = "CLOSE"
+TERMINATE = "TERMINATE"
+
+_SLICE_MS = 100
+
+
+def _remaining_ms(deadline: Optional[float]) -> int:
+    if deadline is None:
+        return _SLICE_MS
+    return max(0, min(_SLICE_MS, int((deadline - time.monotonic()) * 1000 + 0.999)))
+
+
+def _deadline(timeout: Optional[float]) -> Optional[float]:
+    return None if timeout is None else time.monotonic() + max(0.0, timeout)
+
+
+def _report_callback_error(exc: BaseException) -> None:
+    """Report an exception raised by a user callback the way an exception
+    escaping a thread is reported, without stopping anything."""
+    args = threading.ExceptHookArgs([type(exc), exc, exc.__traceback__, threading.current_thread()])
+    threading.excepthook(args)
+
+
+class WorkerInfo:
+    """What one worker is doing: ``pid`` (a thread ident for ThreadPool),
+    ``tasks_done``, and ``busy``."""
+
+    __slots__ = ("pid", "tasks_done", "busy")
+
+    def __init__(self, pid: int, tasks_done: int, busy: bool):
+        self.pid = pid
+        self.tasks_done = tasks_done
+        self.busy = busy
+
+    def __repr__(self) -> str:
+        state = "busy" if self.busy else "idle"
+        return f"<WorkerInfo pid={self.pid} {state} tasks_done={self.tasks_done}>"
+
+
+# --------------------------------------------------------------------------
+# Results
+
+
+class ApplyResult:
+    """The result of ``apply_async`` (also known as ``AsyncResult``)."""
+
+    _tasks = 1
+
+    def __init__(self, pool: "Pool", callback: Optional[Callable], error_callback: Optional[Callable]):
+        self._pool: Optional[Pool] = pool  # kept alive until the result is set, as in the stdlib
+        self._backend = pool._backend
+        self._callback = callback
+        self._error_callback = error_callback
+        self._event = threading.Event()
+        self._collecting = threading.Lock()
+        self._job: Optional[int] = None
+        self._success: Optional[bool] = None
+        self._value: Any = None
+
+    __class_getitem__ = classmethod(types.GenericAlias)
+
+    @property
+    def _pumped(self) -> bool:
+        """Results with callbacks are delivered by the pool's callback thread."""
+        return self._callback is not None or self._error_callback is not None
+
+    def _start(self, job: int) -> None:
+        self._job = job
+
+    def ready(self) -> bool:
+        """Whether the call has completed."""
+        if not self._event.is_set() and not self._pumped:
+            self._collect(deadline=time.monotonic())
+        return self._event.is_set()
+
+    def successful(self) -> bool:
+        """Whether the call completed without raising; ValueError if not ready."""
+        if not self.ready():
+            raise ValueError("{0!r} not ready".format(self))
+        return bool(self._success)
+
+    def wait(self, timeout: Optional[float] = None) -> None:
+        """Wait until the result is available or until timeout seconds pass."""
+        if self._event.is_set():
+            return
+        deadline = _deadline(timeout)
+        if self._pumped:
+            while not self._event.wait(_remaining_ms(deadline) / 1000):
+                if deadline is not None and time.monotonic() >= deadline:
+                    return
+            return
+        self._collect(deadline)
+
+    def get(self, timeout: Optional[float] = None) -> Any:
+        """Return the result when it arrives; raise the task's exception if it
+        failed, :class:`TimeoutError` if it is not ready within timeout."""
+        self.wait(timeout)
+        if not self._event.is_set():
+            raise TimeoutError
+        if self._success:
+            return self._value
+        raise self._value
+
+    def _collect(self, deadline: Optional[float]) -> None:
+        """Pull this result's outcomes from the backend until it is complete
+        or the deadline passes. One thread collects at a time."""
+        wait_s = -1 if deadline is None else max(0.0, deadline - time.monotonic())
+        if not self._collecting.acquire(timeout=wait_s):
+            return
+        try:
+            while not self._event.is_set():
+                entries, done = self._backend.collect(self._job, _remaining_ms(deadline))
+                for index, ok, value in entries:
+                    self._set(index, ok, value)
+                if done:
+                    self._complete()
+                    return
+                if deadline is not None and time.monotonic() >= deadline:
+                    return
+        finally:
+            self._collecting.release()
+
+    def _set(self, index: int, ok: bool, value: Any) -> None:
+        self._success, self._value = ok, value
+
+    def _complete(self) -> None:
+        """All outcomes are in: run the callback, then wake waiters (the
+        stdlib's order: get() returns after the callback has run)."""
+        callback = self._callback if self._success else self._error_callback
+        if callback is not None:
+            try:
+                callback(self._value)
+            except BaseException as exc:
+                _report_callback_error(exc)
+        self._event.set()
+        self._pool = None
+
+    def __del__(self):
+        if self._job is not None and not self._event.is_set() and not self._pumped:
+            try:
+                self._backend.discard(self._job)
+            except Exception:
+                pass
+
+
+AsyncResult = ApplyResult
+
+
+class MapResult(ApplyResult):
+    """The result of ``map_async``/``starmap_async``: the chunks' values in
+    input order; the first failing chunk (in arrival order) fails the whole."""
+
+    def __init__(self, pool, chunksize: int, length: int, callback, error_callback):
+        super().__init__(pool, callback, error_callback)
+        self._success = True
+        self._value = [None] * length
+        self._chunksize = chunksize
+        if chunksize <= 0:
+            self._event.set()
+            self._pool = None
+
+    def _set(self, index: int, ok: bool, value: Any) -> None:
+        if not self._success:
+            return
+        if ok:
+            start = index * self._chunksize
+            self._value[start : start + len(value)] = value
+        else:
+            self._success, self._value = False, value
+
+
+class IMapIterator:
+    """The iterator of ``imap``: results in input order, each item's
+    exception raised at its position, with ``next(timeout)``."""
+
+    _ordered = True
+
+    def __init__(self, pool: "Pool", func: Callable, iterable: Iterable, chunksize: int,
+                 mode: int, buffersize: Optional[int]):
+        self._pool: Optional[Pool] = pool
+        self._backend = pool._backend
+        self._lock = threading.Lock()
+        self._job = self._backend.open_job()
+        self._pending: Dict[int, tuple] = {}
+        self._arrived: deque = deque()  # unordered: arrival order
+        self._next_index = 0
+        self._done = False  # backend reported every result
+        self._finished = False  # iteration is over
+        self._input = iter(iterable)
+        self._func = func
+        self._chunksize = chunksize
+        self._mode = mode
+        self._fed = 0  # tasks submitted
+        self._feeding = True
+        self._input_exhausted = False  # the input ended (or raised), not cut short
+        self._input_error: Optional[BaseException] = None
+        self._buffersize = buffersize
+        if buffersize is None:
+            self._feeder = threading.Thread(target=self._feed_all, name="gopool imap feeder", daemon=True)
+            self._feeder.start()
+        else:
+            self._feed(buffersize)
+
+    # -- feeding -------------------------------------------------------------
+
+    def _next_task(self):
+        """Encode the next task from the input, or return None at its end."""
+        try:
+            if self._chunksize == 1:
+                item = next(self._input)
+                args = item if self._mode == ser.MODE_STARMAP else (item,)
+                return self._backend.encode(self._func, args, {}, ser.MODE_APPLY)
+            chunk = tuple(itertools.islice(self._input, self._chunksize))
+            if not chunk:
+                return None
+            return self._backend.encode_many(self._func, [chunk], self._mode)[0]
+        except StopIteration:
+            return None
+
+    def _feed(self, count: int) -> None:
+        """Submit up to count more tasks (buffersize mode, caller's thread)."""
+        tasks = []
+        while self._feeding and len(tasks) < count:
+            try:
+                task = self._next_task()
+            except Exception as exc:
+                self._input_error = exc
+                task = None
+            if task is None:
+                self._feeding = False
+                self._input_exhausted = True
+                break
+            tasks.append(task)
+        if tasks:
+            self._backend.add(self._job, tasks)
+            self._fed += len(tasks)
+        if not self._feeding:
+            self._backend.seal(self._job)
+
+    def _feed_all(self) -> None:
+        """Submit the whole input from a thread of its own, one task at a time
+        (the input may block between items, and no task may wait on the next)."""
+        try:
+            while True:
+                try:
+                    task = self._next_task()
+                except Exception as exc:
+                    self._input_error = exc
+                    task = None
+                if task is None:
+                    self._input_exhausted = True
+                    break
+                self._backend.add(self._job, [task])
+                self._fed += 1
+        except Exception:
+            # The pool was terminated or the iterator dropped: stop feeding.
+            pass
+        finally:
+            self._feeding = False
+            try:
+                self._backend.seal(self._job)
+            except Exception:
+                pass
+
+    # -- consuming -----------------------------------------------------------
+
+    def __iter__(self) -> "IMapIterator":
+        return self
+
+    def __next__(self) -> Any:
+        return self.next()
+
+    def next(self, timeout: Optional[float] = None) -> Any:
+        """Return the next result, waiting up to timeout seconds."""
+        deadline = _deadline(timeout)
+        with self._lock:
+            while True:
+                item = self._take()
+                if item is not None:
+                    ok, value = item
+                    if self._buffersize is not None and self._feeding:
+                        self._feed(1)
+                    if ok:
+                        return value
+                    raise value
+                if self._done:
+                    self._finish()
+                entries, done = self._backend.collect(self._job, _remaining_ms(deadline))
+                self._store(entries)
+                self._done = done
+                if not entries and not done and deadline is not None and time.monotonic() >= deadline:
+                    raise TimeoutError from None
+
+    __next__ = next  # type: ignore[assignment]
+
+    def _store(self, entries) -> None:
+        if self._ordered:
+            for index, ok, value in entries:
+                self._pending[index] = (ok, value)
+        else:
+            self._arrived.extend((ok, value) for _, ok, value in entries)
+
+    def _take(self):
+        """The next result to hand out, or None if it has not arrived."""
+        if self._ordered:
+            item = self._pending.pop(self._next_index, None)
+        else:
+            item = self._arrived.popleft() if self._arrived else None
+        if item is not None:
+            self._next_index += 1
+        return item
+
+    def _finish(self) -> None:
+        """Every submitted task's result has been handed out: end iteration,
+        raising first what stopped the input early."""
+        if self._finished:
+            raise StopIteration
+        self._finished = True
+        self._pool = None
+        if self._input_error is not None:
+            raise self._input_error
+        if not self._input_exhausted:
+            raise PoolTerminatedError("the pool was terminated before every item was processed")
+        raise StopIteration
+
+    def __del__(self):
+        if not self._done:
+            try:
+                self._backend.discard(self._job)
+            except Exception:
+                pass
+
+
+class IMapUnorderedIterator(IMapIterator):
+    """The iterator of ``imap_unordered``: results as they finish."""
+
+    _ordered = False
+
+
+# --------------------------------------------------------------------------
+# Callbacks
+
+
+class _CallbackPump:
+    """Delivers results that have callbacks, on a thread of its own, so that
+    callbacks run as in the stdlib: in the parent, off the caller's thread.
+    The thread exists only while such results are pending."""
+
+    def __init__(self, backend):
+        self._backend = backend
+        self._lock = threading.Lock()
+        self._waiting: Dict[int, ApplyResult] = {}
+        self._thread: Optional[threading.Thread] = None
+
+    def submit(self, result: ApplyResult, tasks: Sequence) -> None:
+        # The lock spans submit and registration so that the thread cannot
+        # see the job complete before it knows the job's result object.
+        with self._lock:
+            job = self._backend.submit(tasks, True)
+            result._start(job)
+            self._waiting[job] = result
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="gopool callbacks", daemon=True)
+                self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            try:
+                jobs = self._backend.next_events(_SLICE_MS)
+            except Exception:
+                jobs = []
+                self._fail_all()
+            for job in jobs:
+                with self._lock:
+                    result = self._waiting.pop(job, None)
+                if result is not None:
+                    result._collect(deadline=None)
+            with self._lock:
+                if not self._waiting:
+                    self._thread = None
+                    return
+
+    def _fail_all(self) -> None:
+        """The backend is gone: nothing pending can complete any more."""
+        with self._lock:
+            waiting, self._waiting = self._waiting, {}
+        for result in waiting.values():
+            result._set(0, False, PoolTerminatedError("the pool was released before the task finished"))
+            result._complete()
+
+
+# --------------------------------------------------------------------------
+# Pools
+
+
+_live_pools: "weakref.WeakSet[Pool]" = weakref.WeakSet()
+
+
+class Pool:
+    """A pool of worker processes, with the API of ``multiprocessing.Pool``.
+
+    Workers are started by gopool's Go core with fork+exec of this
+    interpreter (never a bare fork), so functions and arguments travel by
+    pickle; what pickle cannot send by reference (lambdas, closures,
+    functions defined in ``__main__`` or a notebook) travels by value with
+    cloudpickle. ``context`` is accepted for compatibility and ignored.
+    """
+
+    _wrap_exception = True
+
+    def __init__(
+        self,
+        processes: Optional[int] = None,
+        initializer: Optional[Callable[..., Any]] = None,
+        initargs: Iterable[Any] = (),
+        maxtasksperchild: Optional[int] = None,
+        context: Any = None,
+    ):
+        self._state = INIT
+        self._backend = None
+        self._pump = None
+        if processes is None:
+            processes = os.cpu_count() or 1
+        if processes < 1:
+            raise ValueError("Number of processes must be at least 1")
+        if maxtasksperchild is not None and (
+            not isinstance(maxtasksperchild, int) or maxtasksperchild <= 0
+        ):
+            raise ValueError("maxtasksperchild must be a positive int or None")
+        if initializer is not None and not callable(initializer):
+            raise TypeError("initializer must be a callable")
+        self._processes = processes
+        self._backend = self._make_backend(processes, initializer, tuple(initargs), maxtasksperchild)
+        self._pump = _CallbackPump(self._backend)
+        self._state = RUN
+        _live_pools.add(self)
+
+    def _make_backend(self, processes, initializer, initargs, maxtasksperchild):
+        from gopool._core import ProcessBackend
+
+        return ProcessBackend(processes, initializer, initargs, maxtasksperchild)
+
+    def __repr__(self) -> str:
+        cls = type(self)
+        return f"<{cls.__module__}.{cls.__qualname__} state={self._state} pool_size={self._processes}>"
+
+    def __reduce__(self):
+        raise NotImplementedError("pool objects cannot be passed between processes or pickled")
+
+    def _check_running(self) -> None:
+        if self._state != RUN:
+            raise ValueError("Pool not running")
+
+    # -- one task --------------------------------------------------------------
+
+    def apply(self, func: Callable[..., Any], args: Sequence[Any] = (), kwds: Dict[str, Any] = {}) -> Any:
+        """Call ``func(*args, **kwds)`` in a worker and return its result."""
+        return self.apply_async(func, args, kwds).get()
+
+    def apply_async(
+        self,
+        func: Callable[..., Any],
+        args: Sequence[Any] = (),
+        kwds: Dict[str, Any] = {},
+        callback: Optional[Callable[[Any], object]] = None,
+        error_callback: Optional[Callable[[BaseException], object]] = None,
+    ) -> ApplyResult:
+        """Submit ``func(*args, **kwds)``; return its :class:`AsyncResult`."""
+        self._check_running()
+        result = ApplyResult(self, callback, error_callback)
+        self._submit(result, [self._backend.encode(func, args, kwds, ser.MODE_APPLY)])
+        return result
+
+    def _submit(self, result: ApplyResult, tasks: List[Any]) -> None:
+        if result._pumped:
+            self._pump.submit(result, tasks)
+        else:
+            result._start(self._backend.submit(tasks, False))
+
+    # -- map -----------------------------------------------------------------
+
+    def map(self, func: Callable[[Any], Any], iterable: Iterable[Any], chunksize: Optional[int] = None) -> List[Any]:
+        """Apply func to every item, in parallel; return the list of results."""
+        return self._map_async(func, iterable, ser.MODE_MAP, chunksize).get()
+
+    def starmap(self, func: Callable[..., Any], iterable: Iterable[Iterable[Any]], chunksize: Optional[int] = None) -> List[Any]:
+        """Like map, but each item is unpacked as ``func(*item)``."""
+        return self._map_async(func, iterable, ser.MODE_STARMAP, chunksize).get()
+
+    def map_async(self, func, iterable, chunksize=None, callback=None, error_callback=None) -> MapResult:
+        """Asynchronous map; returns a :class:`MapResult`."""
+        return self._map_async(func, iterable, ser.MODE_MAP, chunksize, callback, error_callback)
+
+    def starmap_async(self, func, iterable, chunksize=None, callback=None, error_callback=None) -> MapResult:
+        """Asynchronous starmap; returns a :class:`MapResult`."""
+        return self._map_async(func, iterable, ser.MODE_STARMAP, chunksize, callback, error_callback)
+
+    def _map_async(self, func, iterable, mode, chunksize=None, callback=None, error_callback=None) -> MapResult:
+        self._check_running()
+        if not hasattr(iterable, "__len__"):
+            iterable = list(iterable)
+        if chunksize is None:
+            chunksize, extra = divmod(len(iterable), self._processes * 4)
+            if extra:
+                chunksize += 1
+        elif chunksize < 1:
+            raise ValueError("Chunksize must be 1+, not {0!r}".format(chunksize))
+        if len(iterable) == 0:
+            chunksize = 0
+        result = MapResult(self, chunksize, len(iterable), callback, error_callback)
+        if chunksize:
+            items = iter(iterable)
+            chunks = iter(lambda: tuple(itertools.islice(items, chunksize)), ())
+            self._submit(result, self._backend.encode_many(func, chunks, mode))
+        elif result._pumped and callback is not None:
+            result._complete()
+        return result
+
+    # -- imap ----------------------------------------------------------------
+
+    def imap(self, func: Callable[[Any], Any], iterable: Iterable[Any], chunksize: int = 1, *,
+             buffersize: Optional[int] = None) -> Iterator[Any]:
+        """Lazy map: results in input order.
+
+        ``buffersize`` bounds how many tasks are submitted ahead of the
+        results consumed (back-pressure): the input is then read lazily, in
+        the consuming thread. Without it the input is read eagerly by a
+        background thread, as in the stdlib.
+        """
+        return self._imap(IMapIterator, func, iterable, chunksize, buffersize, "{0:n}")
+
+    def imap_unordered(self, func: Callable[[Any], Any], iterable: Iterable[Any], chunksize: int = 1, *,
+                       buffersize: Optional[int] = None) -> Iterator[Any]:
+        """Like imap, but results come in the order they finish."""
+        return self._imap(IMapUnorderedIterator, func, iterable, chunksize, buffersize, "{0!r}")
+
+    def _imap(self, cls, func, iterable, chunksize, buffersize, chunk_format):
+        self._check_running()
+        if chunksize < 1:
+            raise ValueError(("Chunksize must be 1+, not " + chunk_format).format(chunksize))
+        if buffersize is not None:
+            if not isinstance(buffersize, int):
+                raise TypeError("buffersize must be an integer or None")
+            if buffersize < 1:
+                raise ValueError("buffersize must be None or > 0")
+        it = cls(self, func, iterable, chunksize, ser.MODE_MAP, buffersize)
+        if chunksize == 1:
+            return it
+        return (item for chunk in it for item in chunk)
+
+    # -- life cycle ------------------------------------------------------------
+
+    def close(self) -> None:
+        """No more tasks; workers exit once the outstanding ones are done."""
+        if self._state == RUN:
+            self._state = CLOSE
+            self._backend.close()
+
+    def terminate(self) -> None:
+        """Stop the workers now. Unfinished tasks fail with
+        :class:`PoolTerminatedError`."""
+        if self._state == TERMINATE or self._backend is None:
+            return
+        self._state = TERMINATE
+        self._backend.terminate()
+
+    def join(self) -> None:
+        """Wait for the workers to exit; call close() or terminate() first."""
+        if self._state == RUN:
+            raise ValueError("Pool is still running")
+        if self._state not in (CLOSE, TERMINATE):
+            raise ValueError("In unknown state")
+        while not self._backend.join(_SLICE_MS):
+            pass
+
+    def __enter__(self) -> "Pool":
+        self._check_running()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.terminate()
+
+    def __del__(self, _warn=warnings.warn):
+        if getattr(self, "_backend", None) is None:
+            return
+        if _in_forked_child():
+            return
+        if self._state == RUN:
+            _warn(f"unclosed running multiprocessing pool {self!r}", ResourceWarning, source=self)
+        try:
+            self._backend.release()
+        except Exception:
+            pass
+
+    # -- introspection -------------------------------------------------------
+
+    def workers(self) -> List[WorkerInfo]:
+        """Describe each live worker: its pid, tasks done, and whether it is busy."""
+        return [WorkerInfo(pid, done, job != 0) for pid, done, job, _ in self._backend.workers()]
+
+    def queued(self) -> int:
+        """How many submitted tasks wait for a worker."""
+        return self._backend.queued()
+
+
+class ThreadPool(Pool):
+    """A pool of worker threads with the Pool API (``multiprocessing.pool.ThreadPool``).
+
+    Arguments and results are not pickled. ``terminate()`` does more than the
+    stdlib's: queued tasks never start and a task running Python code is
+    interrupted; a task blocked in a single C call stops when that call returns.
+    """
+
+    _wrap_exception = False
+
+    def __init__(self, processes: Optional[int] = None, initializer: Optional[Callable[..., Any]] = None,
+                 initargs: Iterable[Any] = ()):
+        super().__init__(processes, initializer, initargs)
+
+    def _make_backend(self, processes, initializer, initargs, maxtasksperchild):
+        from gopool._threads import ThreadBackend
+
+        return ThreadBackend(processes, initializer, initargs)
+
+
+def _in_forked_child() -> bool:
+    core = sys.modules.get("gopool._core")
+    return core is not None and core.in_forked_child()
+
+
+def _terminate_live_pools() -> None:
+    """At interpreter exit, stop every pool still running, as the stdlib's
+    finalizers do."""
+    if _in_forked_child():
+        return
+    for pool in list(_live_pools):
+        try:
+            pool.terminate()
+        except Exception:
+            pass
+
+
+import atexit  # noqa: E402
+
+atexit.register(_terminate_live_pools)
+

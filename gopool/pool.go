@@ -102,8 +102,9 @@ func (j *job) poke() {
 
 type worker struct {
 	proc      *process
-	current   *task
+	current   *task // the task it holds, nil when idle
 	tasksDone int
+	stopping  bool // told to exit (or exiting by itself): not a death
 	dead      bool
 }
 
@@ -112,15 +113,15 @@ type Pool struct {
 	opts Options
 
 	mu      sync.Mutex
-	cond    *sync.Cond // broadcast when the queue, the state or a worker changes
 	state   State
 	queue   taskQueue
 	jobs    map[int64]*job
 	lastJob int64
 	lastTag uint64
 	workers map[*worker]struct{}
-	live    int // workers started and not yet reaped
-	open    int // jobs not sealed
+	idle    []*worker // workers waiting for a task
+	live    int       // workers started and not yet reaped
+	open    int       // jobs not sealed
 	// failure, once set, fails every pending and future task.
 	failure *Result
 
@@ -146,7 +147,6 @@ func New(opts Options) (*Pool, error) {
 		eventSignal: make(chan struct{}, 1),
 		allExited:   make(chan struct{}),
 	}
-	p.cond = sync.NewCond(&p.mu)
 	for i := 0; i < opts.Workers; i++ {
 		if err := p.addWorker(); err != nil {
 			p.Terminate()
@@ -156,23 +156,21 @@ func New(opts Options) (*Pool, error) {
 	return p, nil
 }
 
-// addWorker starts one worker and its two goroutines: the runner, which
-// feeds it tasks and reads its results, and the reaper.
+// addWorker starts one worker, sends it the init frame and makes it idle.
+// Each worker has two goroutines: the reader, which reads its results and
+// gives it its next task, and the reaper.
 func (p *Pool) addWorker() error {
 	p.mu.Lock()
 	p.live++
 	p.mu.Unlock()
 	proc, err := startProcess(p.opts.Spec)
 	if err == nil {
-		err = writeFrame(proc.input, kindInit, 0, p.opts.Spec.Init)
-		if err != nil {
-			_ = proc.cmd.Process.Kill()
+		if err = writeFrame(proc.input, kindInit, 0, p.opts.Spec.Init); err != nil {
+			proc.signal(syscall.SIGKILL)
+			go proc.reap()
 		}
 	}
 	if err != nil {
-		if proc != nil {
-			go proc.reap()
-		}
 		p.mu.Lock()
 		p.live--
 		p.checkAllExited()
@@ -182,56 +180,170 @@ func (p *Pool) addWorker() error {
 	w := &worker{proc: proc}
 	p.mu.Lock()
 	p.workers[w] = struct{}{}
+	p.makeIdleLocked(w)
+	sends := p.dispatchLocked()
 	p.mu.Unlock()
-	go p.reapWorker(w)
-	go p.runWorker(w)
+	go proc.reap()
+	go p.readResults(w)
+	p.deliver(sends)
 	return nil
 }
 
-func (p *Pool) reapWorker(w *worker) {
-	w.proc.reap()
-	p.mu.Lock()
-	w.dead = true
-	p.cond.Broadcast()
-	p.mu.Unlock()
+// replace starts a worker in place of one that died or retired.
+func (p *Pool) replace() {
+	if err := p.addWorker(); err != nil {
+		p.fail(Result{Status: StatusBroken, Payload: []byte(err.Error())})
+	}
 }
 
-// runWorker is the life of one worker: take a task, send it, wait for its
-// result, until there is no more work for it or it dies.
-func (p *Pool) runWorker(w *worker) {
-	defer p.workerGone(w)
+// assignment is a task given to a worker, to be written once the pool's
+// lock is released: a large payload may take a while to go through a pipe.
+type assignment struct {
+	w *worker
+	t *task
+}
+
+// dispatchLocked gives queued tasks to idle workers, and lets idle workers
+// go once the pool has no more work for them.
+func (p *Pool) dispatchLocked() []assignment {
+	var sends []assignment
+	for p.queue.len() > 0 && len(p.idle) > 0 {
+		w := p.idle[len(p.idle)-1]
+		p.idle = p.idle[:len(p.idle)-1]
+		t := p.queue.pop()
+		w.current = t
+		sends = append(sends, assignment{w, t})
+	}
+	if p.queue.len() == 0 && p.noMoreWorkLocked() {
+		for _, w := range p.idle {
+			p.stopLocked(w)
+		}
+		p.idle = p.idle[:0]
+	}
+	return sends
+}
+
+func (p *Pool) noMoreWorkLocked() bool {
+	return p.state == Terminated || p.failure != nil || (p.state == Closed && p.open == 0)
+}
+
+func (p *Pool) makeIdleLocked(w *worker) {
+	p.idle = append(p.idle, w)
+}
+
+func (p *Pool) removeIdleLocked(w *worker) {
+	for i, v := range p.idle {
+		if v == w {
+			p.idle = append(p.idle[:i], p.idle[i+1:]...)
+			return
+		}
+	}
+}
+
+// stopLocked tells a worker to exit: it reads end-of-stream and returns.
+func (p *Pool) stopLocked(w *worker) {
+	w.stopping = true
+	w.proc.closeInput()
+}
+
+// deliver writes assigned tasks to their workers, in the calling goroutine.
+func (p *Pool) deliver(sends []assignment) {
+	for _, s := range sends {
+		if err := writeFrame(s.w.proc.input, kindTask, s.t.tag, s.t.payload); err != nil {
+			p.deliveryFailed(s.w, s.t)
+		}
+	}
+}
+
+// deliveryFailed handles a task that could not be written: the worker died
+// before reading all of it, so the task never started and goes back to the
+// front of the queue. The worker's reader sees the death.
+func (p *Pool) deliveryFailed(w *worker, t *task) {
+	p.mu.Lock()
+	if w.current == t {
+		w.current = nil
+		if !t.done {
+			p.queue.pushFront(t)
+		}
+	}
+	sends := p.dispatchLocked()
+	p.mu.Unlock()
+	p.deliver(sends)
+}
+
+// readResults is the life of a worker as the core sees it: each result
+// finishes the worker's task, then the worker takes the next one, retires,
+// or waits. It returns when the worker's stream ends.
+func (p *Pool) readResults(w *worker) {
 	for {
-		t := p.nextTask(w)
-		if t == nil {
-			return
-		}
-		if err := writeFrame(w.proc.input, kindTask, t.tag, t.payload); err != nil {
-			// The worker died before it could read the whole task, so the
-			// task never started: give it to another worker.
-			p.requeue(w, t)
-			return
-		}
 		f, err := readFrame(w.proc.output)
 		if err != nil {
-			w.proc.signal(syscall.SIGKILL) // a corrupt stream means a broken worker
-			<-w.proc.exited
-			p.finish(w, t, StatusWorkerLost, lostPayload(w.proc))
+			p.workerDied(w)
 			return
 		}
-		switch {
-		case f.kind == kindInitFailed:
-			// The task was never started; it fails with the others.
-			p.finish(w, t, StatusInitFailed, f.payload)
-			p.fail(Result{Status: StatusInitFailed, Payload: f.payload})
-			return
-		case f.kind == byte(StatusOK) || f.kind == byte(StatusError):
-			p.finish(w, t, Status(f.kind), f.payload)
-		default:
-			w.proc.signal(syscall.SIGKILL)
-			<-w.proc.exited
-			p.finish(w, t, StatusWorkerLost, lostPayload(w.proc))
+		p.mu.Lock()
+		replace, ok := p.handleFrameLocked(w, f)
+		sends := p.dispatchLocked()
+		p.mu.Unlock()
+		p.deliver(sends)
+		if replace {
+			p.replace()
+		}
+		if !ok {
+			w.proc.signal(syscall.SIGKILL) // it broke the protocol: it cannot be trusted
+			p.workerDied(w)
 			return
 		}
+	}
+}
+
+// handleFrameLocked applies one frame from w. It reports whether w must be
+// replaced now, and false in ok if the frame breaks the protocol.
+func (p *Pool) handleFrameLocked(w *worker, f frame) (replace, ok bool) {
+	t := w.current
+	if f.kind == kindInitFailed {
+		w.current = nil
+		if t != nil {
+			p.finishLocked(t, StatusInitFailed, f.payload)
+		}
+		p.failLocked(Result{Status: StatusInitFailed, Payload: f.payload})
+		w.stopping = true // it exits by itself
+		return false, true
+	}
+	if t == nil || f.tag != t.tag || (f.kind != byte(StatusOK) && f.kind != byte(StatusError)) {
+		return false, false
+	}
+	w.current = nil
+	w.tasksDone++
+	p.finishLocked(t, Status(f.kind), f.payload)
+	if p.opts.MaxTasksPerWorker > 0 && w.tasksDone >= p.opts.MaxTasksPerWorker {
+		p.stopLocked(w)
+		return p.needsReplacementLocked(), true
+	}
+	p.makeIdleLocked(w)
+	return false, true
+}
+
+// workerDied runs once a worker's result stream has ended: the task it held,
+// if any, fails with StatusWorkerLost, and a replacement starts if the pool
+// still needs one.
+func (p *Pool) workerDied(w *worker) {
+	<-w.proc.exited
+	w.proc.closeOutput()
+	p.mu.Lock()
+	p.removeIdleLocked(w)
+	if t := w.current; t != nil {
+		w.current = nil
+		p.finishLocked(t, StatusWorkerLost, lostPayload(w.proc))
+	}
+	replace := !w.stopping && p.needsReplacementLocked()
+	w.dead = true
+	delete(p.workers, w)
+	p.live--
+	p.checkAllExited()
+	p.mu.Unlock()
+	if replace {
+		p.replace()
 	}
 }
 
@@ -239,66 +351,7 @@ func lostPayload(proc *process) []byte {
 	return []byte(fmt.Sprintf("%d %d", proc.pid, proc.exit.ExitCode()))
 }
 
-// nextTask blocks until there is a task for w, or returns nil when w should
-// stop: it died, retired, or the pool has no more work to give.
-func (p *Pool) nextTask(w *worker) *task {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for {
-		switch {
-		case w.dead, p.state == Terminated, p.failure != nil:
-			return nil
-		case p.opts.MaxTasksPerWorker > 0 && w.tasksDone >= p.opts.MaxTasksPerWorker:
-			return nil
-		case p.queue.len() > 0:
-			t := p.queue.pop()
-			w.current = t
-			return t
-		case p.state == Closed && p.open == 0:
-			return nil
-		}
-		p.cond.Wait()
-	}
-}
-
-func (p *Pool) requeue(w *worker, t *task) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	w.current = nil
-	if t.done {
-		return
-	}
-	if p.failure != nil {
-		p.finishLocked(t, p.failure.Status, p.failure.Payload)
-		return
-	}
-	p.queue.pushFront(t)
-	p.cond.Broadcast()
-}
-
-// workerGone runs when a worker's runner stops: it starts a replacement if
-// the pool still needs one, then waits for the old process to be reaped.
-func (p *Pool) workerGone(w *worker) {
-	w.proc.closeInput()
-	p.mu.Lock()
-	replace := p.needsReplacement()
-	p.mu.Unlock()
-	if replace {
-		if err := p.addWorker(); err != nil {
-			p.fail(Result{Status: StatusBroken, Payload: []byte(err.Error())})
-		}
-	}
-	<-w.proc.exited
-	w.proc.closeOutput()
-	p.mu.Lock()
-	delete(p.workers, w)
-	p.live--
-	p.checkAllExited()
-	p.cond.Broadcast()
-	p.mu.Unlock()
-}
-
-func (p *Pool) needsReplacement() bool {
+func (p *Pool) needsReplacementLocked() bool {
 	if p.failure != nil || p.state == Terminated {
 		return false
 	}
@@ -311,17 +364,7 @@ func (p *Pool) checkAllExited() {
 	}
 }
 
-// finish records the result of t, once.
-func (p *Pool) finish(w *worker, t *task, status Status, payload []byte) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	w.current = nil
-	if status == StatusOK || status == StatusError {
-		w.tasksDone++
-	}
-	p.finishLocked(t, status, payload)
-}
-
+// finishLocked records the result of t, once.
 func (p *Pool) finishLocked(t *task, status Status, payload []byte) {
 	if t.done {
 		return
@@ -350,12 +393,17 @@ func (p *Pool) jobProgressed(j *job) {
 // with r. Tasks already running finish normally; then the workers retire.
 func (p *Pool) fail(r Result) {
 	p.mu.Lock()
-	defer p.mu.Unlock()
+	p.failLocked(r)
+	sends := p.dispatchLocked()
+	p.mu.Unlock()
+	p.deliver(sends)
+}
+
+func (p *Pool) failLocked(r Result) {
 	if p.failure == nil {
 		p.failure = &r
 	}
 	p.failQueuedLocked(p.failure.Status, p.failure.Payload)
-	p.cond.Broadcast()
 }
 
 func (p *Pool) failQueuedLocked(status Status, payload []byte) {
@@ -381,12 +429,12 @@ func (p *Pool) NewJob(notify bool) int64 {
 // at once with that outcome.
 func (p *Pool) Submit(jobID int64, payloads [][]byte) error {
 	p.mu.Lock()
-	defer p.mu.Unlock()
 	j, ok := p.jobs[jobID]
-	if !ok {
-		return ErrUnknownJob
-	}
-	if j.sealed {
+	if !ok || j.sealed {
+		p.mu.Unlock()
+		if !ok {
+			return ErrUnknownJob
+		}
 		return fmt.Errorf("job %d is sealed", jobID)
 	}
 	for _, payload := range payloads {
@@ -402,7 +450,9 @@ func (p *Pool) Submit(jobID int64, payloads [][]byte) error {
 			p.queue.push(t)
 		}
 	}
-	p.cond.Broadcast()
+	sends := p.dispatchLocked()
+	p.mu.Unlock()
+	p.deliver(sends)
 	return nil
 }
 
@@ -425,7 +475,9 @@ func (p *Pool) sealLocked(j *job) {
 	j.sealed = true
 	p.open--
 	p.jobProgressed(j)
-	p.cond.Broadcast() // a closing pool may now let its workers go
+	if p.open == 0 && p.state == Closed {
+		p.dispatchLocked() // lets idle workers go; the queue is empty or has its takers
+	}
 }
 
 // Collect takes up to max finished results of a job, in the order they
@@ -516,8 +568,8 @@ func (p *Pool) Close() {
 		return
 	}
 	p.state = Closed
+	p.dispatchLocked() // lets idle workers go if there is no more work
 	p.checkAllExited()
-	p.cond.Broadcast()
 }
 
 // Terminate stops the workers at once: every unfinished task finishes with
@@ -539,12 +591,12 @@ func (p *Pool) Terminate() {
 	for _, j := range p.jobs {
 		p.sealLocked(j)
 	}
+	p.dispatchLocked() // lets idle workers go
 	procs := make([]*process, 0, len(p.workers))
 	for w := range p.workers {
 		procs = append(procs, w.proc)
 	}
 	p.checkAllExited()
-	p.cond.Broadcast()
 	p.mu.Unlock()
 	for _, proc := range procs {
 		proc.signal(syscall.SIGTERM)

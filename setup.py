@@ -141,6 +141,22 @@ class build_gopy(build_ext):
         for name in _GENERATED_MODULES + (extension,):
             shutil.copyfile(os.path.join(GOPY_WORK_DIR, name), os.path.join(dest, name))
 
+    def copy_extensions_to_source(self):
+        # --inplace and editable installs: setuptools builds into build_lib, then copies
+        # only the extension file back, into a package directory that must exist.
+        build_py = self.get_finalized_command("build_py")
+        for ext in self.extensions:
+            if isinstance(ext, GopyExtension):
+                built = os.path.dirname(os.path.join(self.build_lib, self.get_ext_filename(
+                    self.get_ext_fullname(ext.name))))
+                package = self.get_ext_fullname(ext.name).rpartition(".")[0]
+                inplace = build_py.get_package_dir(package)
+                os.makedirs(inplace, exist_ok=True)
+                for name in ("__init__.py",) + _GENERATED_MODULES:
+                    self.copy_file(os.path.join(built, name), os.path.join(inplace, name),
+                                   level=self.verbose)
+        super().copy_extensions_to_source()
+
     def get_outputs(self):
         outputs = super().get_outputs()
         for ext in self.extensions:

@@ -3,8 +3,10 @@ process backend, with worker threads and no pickling.
 
 terminate() does what threads allow: queued tasks never start, and a task
 running Python code is interrupted by an exception raised in its thread at
-the next bytecode boundary. A task blocked inside one C call (a long
-``time.sleep``, a socket read) is interrupted only when that call returns.
+the next bytecode boundary. A task blocked inside a C call (``time.sleep``,
+a socket read) cannot be interrupted: if its thread has not stopped within
+INTERRUPT_GRACE seconds the pending interruption is withdrawn, and the task
+runs to its end as with the stdlib (``join()`` waits for it).
 """
 
 from __future__ import annotations
@@ -15,10 +17,14 @@ import threading
 from collections import deque
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
+from multiprocessing.dummy import DummyProcess
+
 from gopool import _serialize as ser
 from gopool._errors import PoolTerminatedError
 
 RUN, CLOSE, TERMINATE = "RUN", "CLOSE", "TERMINATE"
+
+INTERRUPT_GRACE = 0.1
 
 
 class _Stop(BaseException):
@@ -52,11 +58,11 @@ class ThreadBackend:
         self._running: Dict[threading.Thread, tuple] = {}
         self._initializer = initializer
         self._initargs = tuple(initargs)
-        self._threads = [
-            threading.Thread(target=self._work, name=f"Thread-{i + 1} (gopool ThreadPool worker)", daemon=True)
-            for i in range(threads)
-        ]
+        # DummyProcess, like the stdlib's ThreadPool workers: code that lists
+        # threads sees the same kind of object.
+        self._threads = [DummyProcess(target=self._work) for _ in range(threads)]
         for t in self._threads:
+            t.daemon = True
             t.start()
 
     # -- worker threads ------------------------------------------------------
@@ -210,7 +216,8 @@ class ThreadBackend:
                 return
             self._state = TERMINATE
             self._fail_queued_locked(False, _terminated())
-            for thread, (job, index, _) in list(self._running.items()):
+            interrupted = list(self._running)
+            for thread, (job, index, _) in self._running.items():
                 self._finish_locked(job, index, False, _terminated())
                 _raise_in_thread(thread, _Stop)
             self._running.clear()
@@ -220,6 +227,10 @@ class ThreadBackend:
                     self._open -= 1
                     self._progressed_locked(job_id, job)
             self._cond.notify_all()
+        if interrupted:
+            withdraw = threading.Timer(INTERRUPT_GRACE, _withdraw_interrupts, (interrupted,))
+            withdraw.daemon = True
+            withdraw.start()
 
     def join(self, timeout_ms: int) -> bool:
         for thread in self._threads:
@@ -252,3 +263,10 @@ def _terminated() -> PoolTerminatedError:
 def _raise_in_thread(thread: threading.Thread, exc_type: type) -> None:
     if thread.ident is not None:
         ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread.ident), ctypes.py_object(exc_type))
+
+
+def _withdraw_interrupts(threads: List[threading.Thread]) -> None:
+    """Cancel the interruption of threads still blocked in a C call."""
+    for thread in threads:
+        if thread.is_alive() and thread.ident is not None:
+            ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread.ident), None)

@@ -636,6 +636,14 @@ func (p *Pool) Terminate() {
 	}()
 }
 
+// Release terminates the pool and closes the files its workers inherit.
+func (p *Pool) Release() {
+	p.Terminate()
+	for _, f := range p.opts.Spec.Inherit {
+		f.Close()
+	}
+}
+
 // Join waits up to timeout for every worker to have exited. It returns
 // whether they all have. It is an error while the pool is running.
 func (p *Pool) Join(timeout time.Duration) (bool, error) {

@@ -75,9 +75,10 @@ func newTestPool(t *testing.T, workers, maxTasks int, init string) *Pool {
 		Workers:           workers,
 		MaxTasksPerWorker: maxTasks,
 		Spec: WorkerSpec{
-			Argv: []string{exe},
-			Env:  append(os.Environ(), "GOPOOL_TEST_WORKER=1"),
-			Init: []byte(init),
+			Argv:            []string{exe},
+			Env:             append(os.Environ(), "GOPOOL_TEST_WORKER=1"),
+			Init:            []byte(init),
+			OwnProcessGroup: true,
 		},
 	})
 	if err != nil {

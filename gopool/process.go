@@ -17,14 +17,25 @@ const orphanedStreamGrace = time.Second
 
 // WorkerSpec says how to start one worker process. The core execs Argv[0]
 // with the worker's end of the task stream on fd 3 and of the result stream
-// on fd 4; stdin is /dev/null, stdout and stderr are the parent's.
+// on fd 4, then Inherit as fds 5, 6, ...; stdin is /dev/null, stdout and
+// stderr are the parent's.
 type WorkerSpec struct {
 	Argv []string
 	Env  []string
 	Dir  string
 	// Init is sent to every new worker as its first frame.
 	Init []byte
+	// Inherit lists files the worker inherits (shared queues, locks...).
+	// The core holds its own duplicates: the caller may close its copies.
+	Inherit []*os.File
+	// OwnProcessGroup puts the process in a process group of its own, out
+	// of reach of the terminal's Ctrl-C: for pool workers, whose parent
+	// decides what an interrupt means.
+	OwnProcessGroup bool
 }
+
+// FirstInheritedFd is the descriptor number of Inherit[0] in a worker.
+const FirstInheritedFd = 5
 
 // ExitInfo describes how a process ended: Code for a normal exit, Signal
 // for death by a signal (then Code is -1).
@@ -50,6 +61,7 @@ type process struct {
 	output *bufio.Reader // worker -> core
 	outRaw *os.File
 
+	keepOutput      bool // the output stream outlives the process (a Child's sentinel)
 	closeInputOnce  sync.Once
 	closeOutputOnce sync.Once
 	exited          chan struct{} // closed once the process has been reaped
@@ -138,12 +150,10 @@ func forkExec(spec WorkerSpec) (*process, error) {
 	cmd.Stdin = devnull
 	cmd.Stdout = os.Stdout
 	cmd.Stderr = os.Stderr
-	cmd.ExtraFiles = []*os.File{taskR, resW}
+	cmd.ExtraFiles = append([]*os.File{taskR, resW}, spec.Inherit...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{
 		Pdeathsig: syscall.SIGKILL,
-		// A process group of its own keeps the terminal's Ctrl-C away from
-		// workers: the parent decides what an interrupt means.
-		Setpgid: true,
+		Setpgid:   spec.OwnProcessGroup,
 	}
 	err = cmd.Start()
 	closeAll(taskR, resW, devnull) // the child has its copies now
@@ -180,7 +190,9 @@ func (p *process) reap() {
 	// must get it, so the stream is not closed now. But a grandchild that
 	// inherited the worker's end would keep it open forever: give the reader
 	// a moment to drain, then force end-of-stream.
-	time.AfterFunc(orphanedStreamGrace, p.closeOutput)
+	if !p.keepOutput {
+		time.AfterFunc(orphanedStreamGrace, p.closeOutput)
+	}
 }
 
 func closeAll(files ...*os.File) {

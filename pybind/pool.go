@@ -64,28 +64,22 @@ func stringRecords(blob []byte) ([]string, error) {
 }
 
 // PoolNew starts a pool of workers. argv and env are blobs of records;
-// init is the payload of every worker's first frame.
-func PoolNew(workers, maxTasksPerWorker int, argv, env []byte, dir string, init []byte, killGraceMs int) (int64, error) {
-	args, err := stringRecords(argv)
+// init is the payload of every worker's first frame; fds lists descriptors
+// every worker inherits as 5, 6, ... (see ChildStart).
+func PoolNew(workers, maxTasksPerWorker int, argv, env []byte, dir string, init, fds []byte, killGraceMs int) (int64, error) {
+	spec, err := workerSpec(argv, env, dir, init, fds)
 	if err != nil {
 		return 0, err
 	}
-	vars, err := stringRecords(env)
-	if err != nil {
-		return 0, err
-	}
+	spec.OwnProcessGroup = true
 	p, err := gopool.New(gopool.Options{
 		Workers:           workers,
 		MaxTasksPerWorker: maxTasksPerWorker,
-		Spec: gopool.WorkerSpec{
-			Argv: args,
-			Env:  vars,
-			Dir:  dir,
-			Init: append([]byte(nil), init...),
-		},
-		KillGrace: millis(killGraceMs),
+		Spec:              spec,
+		KillGrace:         millis(killGraceMs),
 	})
 	if err != nil {
+		closeFiles(spec.Inherit)
 		return 0, err
 	}
 	return pools.add(p), nil
@@ -235,7 +229,7 @@ func PoolRelease(pool int64) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	p.Terminate()
+	p.Release()
 	pools.remove(pool)
 	return 0, nil
 }

@@ -14,7 +14,7 @@ import warnings
 
 import pytest
 
-from gopool import Pool, PoolTerminatedError, ThreadPool, TimeoutError
+from gopool import Pool, PoolTerminatedError, ThreadPool, TimeoutError, WorkerLostError
 from gopool.pool import ApplyResult, MapResult
 
 from helpers import tasks
@@ -405,8 +405,9 @@ def test_system_exit_in_a_task_fails_that_task(make_pool):
         r.get(timeout=5)
     except TimeoutError:
         pytest.fail("the result of a task that raised SystemExit never became ready")
-    except BaseException:
-        pass
+    except WorkerLostError as exc:
+        assert exc.exitcode == 3
+        assert isinstance(exc.__cause__, SystemExit)
     else:
         pytest.fail("get() returned for a task that raised SystemExit")
     assert r.ready() and not r.successful()

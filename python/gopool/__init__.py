@@ -21,6 +21,20 @@ __all__ = [
     "BrokenPoolError",
     "ForkedChildError",
     "cpu_count",
+    "Process",
+    "current_process",
+    "parent_process",
+    "active_children",
+    "Queue",
+    "JoinableQueue",
+    "SimpleQueue",
+    "Event",
+    "Lock",
+    "RLock",
+    "Semaphore",
+    "BoundedSemaphore",
+    "Condition",
+    "Barrier",
 ]
 
 _LAZY = {
@@ -32,6 +46,20 @@ _LAZY = {
     "PoolTerminatedError": "gopool._errors",
     "BrokenPoolError": "gopool._errors",
     "ForkedChildError": "gopool._errors",
+    "Process": "gopool.process",
+    "current_process": "gopool.process",
+    "parent_process": "gopool.process",
+    "active_children": "gopool.process",
+    "Queue": "gopool.queues",
+    "JoinableQueue": "gopool.queues",
+    "SimpleQueue": "gopool.queues",
+    "Event": "gopool.synchronize",
+    "Lock": "gopool.synchronize",
+    "RLock": "gopool.synchronize",
+    "Semaphore": "gopool.synchronize",
+    "BoundedSemaphore": "gopool.synchronize",
+    "Condition": "gopool.synchronize",
+    "Barrier": "gopool.synchronize",
 }
 
 

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import os
 import struct
-import subprocess
 import sys
 from typing import Any, Callable, Iterable, List, Optional, Sequence, Tuple
 
 from gopool import _serialize as ser
+from gopool import _spawning
 from gopool._errors import (
     BrokenPoolError,
     ForkedChildError,
@@ -69,21 +69,13 @@ def _lib():
     return lib
 
 
-def worker_command() -> List[str]:
-    """The command line of a worker: this interpreter with its flags, and
-    gopool's own location first on sys.path so that it is found whatever the
-    environment says."""
-    package_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    code = (
-        f"import sys; sys.path.insert(0, {package_parent!r}); "
-        "from gopool._worker import main; main()"
-    )
-    return [sys.executable, *subprocess._args_from_interpreter_flags(), "-c", code]
-
-
-def encode_init(initializer: Optional[Callable], initargs: Sequence) -> bytes:
+def encode_init(initializer: Optional[Callable], initargs: Sequence) -> Tuple[bytes, List[int]]:
+    """The init payload of a pool's workers, and the descriptors they inherit
+    (for queues, locks and events among the initializer's arguments)."""
     settings = {"sys_path": list(sys.path)}
-    return ser.pack(ser.dumps(settings), ser.dumps((initializer, tuple(initargs))))
+    spawning = _spawning.Spawning()
+    blob = ser.pack(ser.dumps(settings), spawning.dumps((initializer, tuple(initargs))))
+    return blob, spawning.fds
 
 
 class FunctionEncoder:
@@ -132,16 +124,17 @@ class ProcessBackend:
 
         self._to_go = to_go_bytes
         self._functions = FunctionEncoder()
-        env = [f"{k}={v}".encode("utf-8", "surrogateescape") for k, v in os.environ.items()]
-        argv = [os.fsencode(a) for a in worker_command()]
+        argv = [os.fsencode(a) for a in _spawning.worker_command("gopool._worker")]
+        init, fds = encode_init(initializer, initargs)
         self._id = _call(
             _lib().PoolNew,
             processes,
             maxtasksperchild or 0,
             to_go_bytes(ser.pack(*argv)),
-            to_go_bytes(ser.pack(*env)),
+            to_go_bytes(_spawning.environment()),
             os.getcwd(),
-            to_go_bytes(encode_init(initializer, initargs)),
+            to_go_bytes(init),
+            to_go_bytes(_spawning.pack_fds(fds)),
             KILL_GRACE_MS,
         )
         self._released = False

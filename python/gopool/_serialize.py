@@ -12,10 +12,13 @@ This module is imported by workers: it must stay light (no Go binding).
 
 from __future__ import annotations
 
+import copyreg
+import io
 import pickle
 import struct
 import traceback
-from typing import Any
+from collections import ChainMap
+from typing import Any, Mapping, Optional
 
 PROTOCOL = pickle.HIGHEST_PROTOCOL
 _LEN = struct.Struct("<Q")
@@ -26,21 +29,41 @@ MODE_MAP = 1  # [func(x) for x in args]
 MODE_STARMAP = 2  # [func(*x) for x in args]
 
 
-def dumps(obj: Any) -> bytes:
-    """Pickle obj so that another gopool process can load it."""
+def dumps(obj: Any, reducers: Optional[Mapping] = None) -> bytes:
+    """Pickle obj so that another gopool process can load it.
+
+    reducers, if given, are used before copyreg's (the stdlib's process
+    objects such as connections pickle only through such reducers).
+    """
     try:
-        data = pickle.dumps(obj, PROTOCOL)
+        if reducers is None:
+            data = pickle.dumps(obj, PROTOCOL)
+        else:
+            data = _dumps_with(pickle.Pickler, obj, ChainMap(reducers, copyreg.dispatch_table))
     except Exception:
-        return _cloud_dumps(obj)
+        return _cloud_dumps(obj, reducers)
     if b"__main__" in data:
-        return _cloud_dumps(obj)
+        return _cloud_dumps(obj, reducers)
     return data
 
 
-def _cloud_dumps(obj: Any) -> bytes:
+def _dumps_with(pickler_class, obj: Any, dispatch_table: Mapping) -> bytes:
+    # A subclass, not an instance attribute: the C pickler reads its
+    # dispatch_table when it is created, and a subclass's instance
+    # attribute would not reach it.
+    pickler_class = type("_Pickler", (pickler_class,), {"dispatch_table": dispatch_table})
+    buffer = io.BytesIO()
+    pickler_class(buffer, PROTOCOL).dump(obj)
+    return buffer.getvalue()
+
+
+def _cloud_dumps(obj: Any, reducers: Optional[Mapping] = None) -> bytes:
     import cloudpickle  # imported on first need: workers often never need it
 
-    return cloudpickle.dumps(obj, PROTOCOL)
+    if reducers is None:
+        return cloudpickle.dumps(obj, PROTOCOL)
+    table = ChainMap(reducers, cloudpickle.CloudPickler.dispatch_table)
+    return _dumps_with(cloudpickle.CloudPickler, obj, table)
 
 
 loads = pickle.loads

@@ -20,7 +20,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 from multiprocessing.dummy import DummyProcess
 
 from gopool import _serialize as ser
-from gopool._errors import PoolTerminatedError
+from gopool._errors import PoolTerminatedError, WorkerLostError
 
 RUN, CLOSE, TERMINATE = "RUN", "CLOSE", "TERMINATE"
 
@@ -94,6 +94,13 @@ class ThreadBackend:
                         outcome = (True, list(itertools.starmap(func, args)))
                 except Exception as exc:
                     outcome = (False, exc)
+                except _Stop:
+                    raise
+                except BaseException as exc:
+                    # SystemExit or KeyboardInterrupt from a task: in a
+                    # process pool the worker would die; here the task fails
+                    # and the thread goes on serving.
+                    outcome = (False, _lost_to(exc))
                 with self._cond:
                     self._running.pop(me, None)
                     self._finish_locked(job, index, *outcome)
@@ -254,6 +261,13 @@ class ThreadBackend:
     def queued(self) -> int:
         with self._cond:
             return len(self._queue)
+
+
+def _lost_to(exc: BaseException) -> WorkerLostError:
+    exitcode = exc.code if isinstance(exc, SystemExit) and isinstance(exc.code, int) else None
+    lost = WorkerLostError(f"the task raised {exc!r} in its worker thread", None, exitcode)
+    lost.__cause__ = exc
+    return lost
 
 
 def _terminated() -> PoolTerminatedError:

@@ -440,6 +440,16 @@ class _CallbackPump:
                     self._thread = None
                     return
 
+    def join(self) -> None:
+        """Wait until no result with a callback is pending. Only for a pool
+        that accepts no more tasks: the thread then ends for good."""
+        while True:
+            with self._lock:
+                thread = self._thread
+            if thread is None:
+                return
+            thread.join(_SLICE_MS / 1000)
+
     def _fail_all(self) -> None:
         """The backend is gone: nothing pending can complete any more."""
         with self._lock:
@@ -632,6 +642,8 @@ class Pool:
             raise ValueError("In unknown state")
         while not self._backend.join(_SLICE_MS):
             pass
+        # As in the stdlib, join() returns once every callback has run.
+        self._pump.join()
 
     def __enter__(self) -> "Pool":
         self._check_running()

@@ -1,0 +1,95 @@
+"""Handing objects to a new process, the way the stdlib's spawn does.
+
+Objects that may only be shared through inheritance (the stdlib's queues,
+locks and events) pickle only while a "spawning popen" is set; the
+descriptors they need are then passed to the new process. A
+:class:`Spawning` plays that role while gopool pickles a Process object or a
+Pool's initializer arguments; the Go core hands the collected descriptors
+to the child as fds 5, 6, ... in the order listed here.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from multiprocessing import context, process
+from typing import Any, Dict, List
+
+from gopool import _serialize as ser
+
+FIRST_INHERITED_FD = 5  # gopool/process.go, FirstInheritedFd
+
+
+class _DupFd:
+    """A descriptor as the child will see it."""
+
+    def __init__(self, fd: int):
+        self.fd = fd
+
+    def detach(self) -> int:
+        return self.fd
+
+
+class Spawning:
+    """The pickling context for objects bound to a new process."""
+
+    DupFd = _DupFd
+
+    def __init__(self):
+        self.fds: List[int] = []
+
+    def duplicate_for_child(self, fd: int) -> int:
+        if fd not in self.fds:
+            self.fds.append(fd)
+        return FIRST_INHERITED_FD + self.fds.index(fd)
+
+    def dumps(self, obj: Any) -> bytes:
+        from multiprocessing.reduction import ForkingPickler
+
+        previous = context.get_spawning_popen()
+        context.set_spawning_popen(self)
+        try:
+            return ser.dumps(obj, ForkingPickler._extra_reducers)
+        finally:
+            context.set_spawning_popen(previous)
+
+
+def preparation() -> Dict[str, Any]:
+    """What a child needs from its parent before it unpickles anything."""
+    return {
+        "sys_path": list(sys.path),
+        "sys_argv": list(sys.argv),
+        "authkey": bytes(process.current_process().authkey),
+        "parent_name": process.current_process().name,
+    }
+
+
+def prepare(data: Dict[str, Any]) -> None:
+    """Apply preparation() in the child."""
+    sys.path[:] = data["sys_path"]
+    sys.argv[:] = data["sys_argv"]
+    current = process.current_process()
+    current.authkey = data["authkey"]
+    current.name = data["parent_name"]
+
+
+def pack_fds(fds: List[int]) -> bytes:
+    return b"".join(int(fd).to_bytes(8, "little") for fd in fds)
+
+
+def worker_command(entry_module: str) -> List[str]:
+    """The command line of a process the core starts: this interpreter with
+    its flags, gopool's own location first on sys.path so that gopool is
+    found whatever the environment says, then entry_module's main()."""
+    import subprocess
+
+    package_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    code = (
+        f"import sys; sys.path.insert(0, {package_parent!r}); "
+        f"from {entry_module} import main; main()"
+    )
+    return [sys.executable, *subprocess._args_from_interpreter_flags(), "-c", code]
+
+
+def environment() -> bytes:
+    return ser.pack(*(f"{k}={v}".encode("utf-8", "surrogateescape") for k, v in os.environ.items()))

@@ -100,14 +100,6 @@ func (j *job) poke() {
 	}
 }
 
-type worker struct {
-	proc      *process
-	current   *task // the task it holds, nil when idle
-	tasksDone int
-	stopping  bool // told to exit (or exiting by itself): not a death
-	dead      bool
-}
-
 // Pool runs tasks on a set of worker processes.
 type Pool struct {
 	opts Options
@@ -119,11 +111,14 @@ type Pool struct {
 	lastJob int64
 	lastTag uint64
 	workers map[*worker]struct{}
-	idle    []*worker // workers waiting for a task
-	live    int       // workers started and not yet reaped
-	open    int       // jobs not sealed
+	live    int // workers started and not yet reaped
+	open    int // jobs not sealed
 	// failure, once set, fails every pending and future task.
 	failure *Result
+
+	// taskTime is a moving average of how long a task takes: it decides how
+	// many tasks a worker may hold at once (see depthLocked).
+	taskTime time.Duration
 
 	events      []int64
 	eventSignal chan struct{}
@@ -154,197 +149,6 @@ func New(opts Options) (*Pool, error) {
 		}
 	}
 	return p, nil
-}
-
-// addWorker starts one worker, sends it the init frame and makes it idle.
-// Each worker has two goroutines: the reader, which reads its results and
-// gives it its next task, and the reaper.
-func (p *Pool) addWorker() error {
-	p.mu.Lock()
-	p.live++
-	p.mu.Unlock()
-	proc, err := startProcess(p.opts.Spec)
-	if err == nil {
-		if err = writeFrame(proc.input, kindInit, 0, p.opts.Spec.Init); err != nil {
-			proc.signal(syscall.SIGKILL)
-			go proc.reap()
-		}
-	}
-	if err != nil {
-		p.mu.Lock()
-		p.live--
-		p.checkAllExited()
-		p.mu.Unlock()
-		return err
-	}
-	w := &worker{proc: proc}
-	p.mu.Lock()
-	p.workers[w] = struct{}{}
-	p.makeIdleLocked(w)
-	sends := p.dispatchLocked()
-	p.mu.Unlock()
-	go proc.reap()
-	go p.readResults(w)
-	p.deliver(sends)
-	return nil
-}
-
-// replace starts a worker in place of one that died or retired.
-func (p *Pool) replace() {
-	if err := p.addWorker(); err != nil {
-		p.fail(Result{Status: StatusBroken, Payload: []byte(err.Error())})
-	}
-}
-
-// assignment is a task given to a worker, to be written once the pool's
-// lock is released: a large payload may take a while to go through a pipe.
-type assignment struct {
-	w *worker
-	t *task
-}
-
-// dispatchLocked gives queued tasks to idle workers, and lets idle workers
-// go once the pool has no more work for them.
-func (p *Pool) dispatchLocked() []assignment {
-	var sends []assignment
-	for p.queue.len() > 0 && len(p.idle) > 0 {
-		w := p.idle[len(p.idle)-1]
-		p.idle = p.idle[:len(p.idle)-1]
-		t := p.queue.pop()
-		w.current = t
-		sends = append(sends, assignment{w, t})
-	}
-	if p.queue.len() == 0 && p.noMoreWorkLocked() {
-		for _, w := range p.idle {
-			p.stopLocked(w)
-		}
-		p.idle = p.idle[:0]
-	}
-	return sends
-}
-
-func (p *Pool) noMoreWorkLocked() bool {
-	return p.state == Terminated || p.failure != nil || (p.state == Closed && p.open == 0)
-}
-
-func (p *Pool) makeIdleLocked(w *worker) {
-	p.idle = append(p.idle, w)
-}
-
-func (p *Pool) removeIdleLocked(w *worker) {
-	for i, v := range p.idle {
-		if v == w {
-			p.idle = append(p.idle[:i], p.idle[i+1:]...)
-			return
-		}
-	}
-}
-
-// stopLocked tells a worker to exit: it reads end-of-stream and returns.
-func (p *Pool) stopLocked(w *worker) {
-	w.stopping = true
-	w.proc.closeInput()
-}
-
-// deliver writes assigned tasks to their workers, in the calling goroutine.
-func (p *Pool) deliver(sends []assignment) {
-	for _, s := range sends {
-		if err := writeFrame(s.w.proc.input, kindTask, s.t.tag, s.t.payload); err != nil {
-			p.deliveryFailed(s.w, s.t)
-		}
-	}
-}
-
-// deliveryFailed handles a task that could not be written: the worker died
-// before reading all of it, so the task never started and goes back to the
-// front of the queue. The worker's reader sees the death.
-func (p *Pool) deliveryFailed(w *worker, t *task) {
-	p.mu.Lock()
-	if w.current == t {
-		w.current = nil
-		if !t.done {
-			p.queue.pushFront(t)
-		}
-	}
-	sends := p.dispatchLocked()
-	p.mu.Unlock()
-	p.deliver(sends)
-}
-
-// readResults is the life of a worker as the core sees it: each result
-// finishes the worker's task, then the worker takes the next one, retires,
-// or waits. It returns when the worker's stream ends.
-func (p *Pool) readResults(w *worker) {
-	for {
-		f, err := readFrame(w.proc.output)
-		if err != nil {
-			p.workerDied(w)
-			return
-		}
-		p.mu.Lock()
-		replace, ok := p.handleFrameLocked(w, f)
-		sends := p.dispatchLocked()
-		p.mu.Unlock()
-		p.deliver(sends)
-		if replace {
-			p.replace()
-		}
-		if !ok {
-			w.proc.signal(syscall.SIGKILL) // it broke the protocol: it cannot be trusted
-			p.workerDied(w)
-			return
-		}
-	}
-}
-
-// handleFrameLocked applies one frame from w. It reports whether w must be
-// replaced now, and false in ok if the frame breaks the protocol.
-func (p *Pool) handleFrameLocked(w *worker, f frame) (replace, ok bool) {
-	t := w.current
-	if f.kind == kindInitFailed {
-		w.current = nil
-		if t != nil {
-			p.finishLocked(t, StatusInitFailed, f.payload)
-		}
-		p.failLocked(Result{Status: StatusInitFailed, Payload: f.payload})
-		w.stopping = true // it exits by itself
-		return false, true
-	}
-	if t == nil || f.tag != t.tag || (f.kind != byte(StatusOK) && f.kind != byte(StatusError)) {
-		return false, false
-	}
-	w.current = nil
-	w.tasksDone++
-	p.finishLocked(t, Status(f.kind), f.payload)
-	if p.opts.MaxTasksPerWorker > 0 && w.tasksDone >= p.opts.MaxTasksPerWorker {
-		p.stopLocked(w)
-		return p.needsReplacementLocked(), true
-	}
-	p.makeIdleLocked(w)
-	return false, true
-}
-
-// workerDied runs once a worker's result stream has ended: the task it held,
-// if any, fails with StatusWorkerLost, and a replacement starts if the pool
-// still needs one.
-func (p *Pool) workerDied(w *worker) {
-	<-w.proc.exited
-	w.proc.closeOutput()
-	p.mu.Lock()
-	p.removeIdleLocked(w)
-	if t := w.current; t != nil {
-		w.current = nil
-		p.finishLocked(t, StatusWorkerLost, lostPayload(w.proc))
-	}
-	replace := !w.stopping && p.needsReplacementLocked()
-	w.dead = true
-	delete(p.workers, w)
-	p.live--
-	p.checkAllExited()
-	p.mu.Unlock()
-	if replace {
-		p.replace()
-	}
 }
 
 func lostPayload(proc *process) []byte {
@@ -394,9 +198,9 @@ func (p *Pool) jobProgressed(j *job) {
 func (p *Pool) fail(r Result) {
 	p.mu.Lock()
 	p.failLocked(r)
-	sends := p.dispatchLocked()
+	writers := p.dispatchLocked()
 	p.mu.Unlock()
-	p.deliver(sends)
+	p.deliver(writers)
 }
 
 func (p *Pool) failLocked(r Result) {
@@ -450,21 +254,24 @@ func (p *Pool) Submit(jobID int64, payloads [][]byte) error {
 			p.queue.push(t)
 		}
 	}
-	sends := p.dispatchLocked()
+	writers := p.dispatchLocked()
 	p.mu.Unlock()
-	p.deliver(sends)
+	p.deliver(writers)
 	return nil
 }
 
 // Seal says no more tasks will be added to the job.
 func (p *Pool) Seal(jobID int64) error {
 	p.mu.Lock()
-	defer p.mu.Unlock()
 	j, ok := p.jobs[jobID]
 	if !ok {
+		p.mu.Unlock()
 		return ErrUnknownJob
 	}
 	p.sealLocked(j)
+	writers := p.dispatchLocked() // a closing pool may now let idle workers go
+	p.mu.Unlock()
+	p.deliver(writers)
 	return nil
 }
 
@@ -475,9 +282,6 @@ func (p *Pool) sealLocked(j *job) {
 	j.sealed = true
 	p.open--
 	p.jobProgressed(j)
-	if p.open == 0 && p.state == Closed {
-		p.dispatchLocked() // lets idle workers go; the queue is empty or has its takers
-	}
 }
 
 // Collect takes up to max finished results of a job, in the order they
@@ -549,9 +353,9 @@ func spinFor(signal <-chan struct{}, d time.Duration) bool {
 // run; their results are dropped.
 func (p *Pool) Discard(jobID int64) {
 	p.mu.Lock()
-	defer p.mu.Unlock()
 	j, ok := p.jobs[jobID]
 	if !ok {
+		p.mu.Unlock()
 		return
 	}
 	j.discarded = true
@@ -559,6 +363,9 @@ func (p *Pool) Discard(jobID int64) {
 	j.notify = false
 	p.sealLocked(j)
 	delete(p.jobs, jobID)
+	writers := p.dispatchLocked() // a closing pool may now let idle workers go
+	p.mu.Unlock()
+	p.deliver(writers)
 }
 
 // NextEvents returns the ids of notify jobs completed since the last call,
@@ -585,13 +392,15 @@ func (p *Pool) NextEvents(timeout time.Duration) []int64 {
 // is sealed.
 func (p *Pool) Close() {
 	p.mu.Lock()
-	defer p.mu.Unlock()
 	if p.state != Running {
+		p.mu.Unlock()
 		return
 	}
 	p.state = Closed
-	p.dispatchLocked() // lets idle workers go if there is no more work
+	writers := p.dispatchLocked() // lets idle workers go if there is no more work
 	p.checkAllExited()
+	p.mu.Unlock()
+	p.deliver(writers)
 }
 
 // Terminate stops the workers at once: every unfinished task finishes with
@@ -606,20 +415,21 @@ func (p *Pool) Terminate() {
 	p.state = Terminated
 	p.failQueuedLocked(StatusTerminated, nil)
 	for w := range p.workers {
-		if w.current != nil {
-			p.finishLocked(w.current, StatusTerminated, nil)
+		for _, t := range w.inflight {
+			p.finishLocked(t, StatusTerminated, nil)
 		}
 	}
 	for _, j := range p.jobs {
 		p.sealLocked(j)
 	}
-	p.dispatchLocked() // lets idle workers go
+	writers := p.dispatchLocked() // lets idle workers go
 	procs := make([]*process, 0, len(p.workers))
 	for w := range p.workers {
 		procs = append(procs, w.proc)
 	}
 	p.checkAllExited()
 	p.mu.Unlock()
+	p.deliver(writers)
 	for _, proc := range procs {
 		proc.signal(syscall.SIGTERM)
 	}
@@ -687,8 +497,8 @@ func (p *Pool) Workers() []WorkerInfo {
 			continue
 		}
 		info := WorkerInfo{Pid: w.proc.pid, TasksDone: w.tasksDone}
-		if w.current != nil {
-			info.Job, info.Index = w.current.job.id, w.current.index
+		if len(w.inflight) > 0 {
+			info.Job, info.Index = w.inflight[0].job.id, w.inflight[0].index
 		}
 		out = append(out, info)
 	}

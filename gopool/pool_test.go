@@ -177,6 +177,47 @@ func TestDeadWorkerFailsItsTaskAndIsReplaced(t *testing.T) {
 	}
 }
 
+func TestPipelinedTasksBehindADeathAreRetried(t *testing.T) {
+	p := newTestPool(t, 1, 0, "")
+	collectAll(t, p, submit(t, p, "echo:warm", "echo:up")) // short tasks: pipelining on
+	cmds := make([]string, 40)
+	for i := range cmds {
+		cmds[i] = fmt.Sprintf("echo:%d", i)
+	}
+	cmds[5] = "kill"
+	got := collectAll(t, p, submit(t, p, cmds...))
+	for i := range cmds {
+		r := got[int64(i)]
+		if i == 5 {
+			if r.Status != StatusWorkerLost {
+				t.Errorf("the killing task: %v", r.Status)
+			}
+			continue
+		}
+		if r.Status != StatusOK || string(r.Payload) != strconv.Itoa(i) {
+			t.Errorf("task %d: %v %q", i, r.Status, r.Payload)
+		}
+	}
+}
+
+func TestShortTasksArePipelined(t *testing.T) {
+	p := newTestPool(t, 1, 0, "")
+	collectAll(t, p, submit(t, p, "echo:a", "echo:b", "echo:c"))
+	p.mu.Lock()
+	depth := p.depthLocked()
+	p.mu.Unlock()
+	if depth < 2 {
+		t.Fatalf("depth %d after short tasks, want pipelining", depth)
+	}
+	p.mu.Lock()
+	p.taskTime = pipelineBudget
+	depth = p.depthLocked()
+	p.mu.Unlock()
+	if depth != 1 {
+		t.Fatalf("depth %d for tasks of %v", depth, pipelineBudget)
+	}
+}
+
 func TestTerminateFailsUnfinishedTasksAndStopsWorkers(t *testing.T) {
 	p := newTestPool(t, 2, 0, "")
 	j := submit(t, p, "sleep:10000", "sleep:10000", "sleep:10000", "echo:never")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import struct
 import sys
-from typing import Any, Callable, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 from gopool import _serialize as ser
 from gopool import _spawning
@@ -63,10 +63,17 @@ def in_forked_child() -> bool:
     return _forked_child
 
 
-def _lib():
-    from gopool._native import lib
+_binding = None
 
-    return lib
+
+def _lib():
+    """The Go binding, loaded on first use (it starts the Go runtime)."""
+    global _binding
+    if _binding is None:
+        from gopool._native import lib
+
+        _binding = lib
+    return _binding
 
 
 def encode_init(initializer: Optional[Callable], initargs: Sequence) -> Tuple[bytes, List[int]]:
@@ -120,9 +127,10 @@ class ProcessBackend:
         maxtasksperchild: Optional[int],
     ):
         check_not_forked()
-        from gopool._native import to_go_bytes
+        from gopool._native import from_go_bytes, to_go_bytes
 
         self._to_go = to_go_bytes
+        self._from_go = from_go_bytes
         self._functions = FunctionEncoder()
         argv = [os.fsencode(a) for a in _spawning.worker_command("gopool._worker")]
         init, fds = encode_init(initializer, initargs)
@@ -144,11 +152,14 @@ class ProcessBackend:
     def encode(self, func: Callable, args: Any, kwds: Any, mode: int) -> bytes:
         return ser.pack(self._functions.encode(func), ser.dumps((args, kwds, mode)))
 
-    def encode_many(self, func: Callable, arg_list: Iterable, mode: int) -> List[bytes]:
+    def iter_encode(self, func: Callable, arg_list: Iterable, mode: int) -> Iterator[bytes]:
+        """Encode one task per element of arg_list, lazily."""
         func_bytes = self._functions.encode(func)
-        return [ser.pack(func_bytes, ser.dumps((args, None, mode))) for args in arg_list]
+        return (ser.pack(func_bytes, ser.dumps((args, None, mode))) for args in arg_list)
 
     def _records(self, tasks: Sequence[bytes]):
+        if len(tasks) == 1:
+            return self._to_go(_U64.pack(len(tasks[0])) + tasks[0])
         return self._to_go(ser.pack(*tasks))
 
     def submit(self, tasks: Sequence[bytes], notify: bool) -> int:
@@ -156,9 +167,9 @@ class ProcessBackend:
         check_not_forked()
         return _call(_lib().PoolSubmitJob, self._id, notify, self._records(tasks))
 
-    def open_job(self) -> int:
+    def open_job(self, notify: bool = False) -> int:
         check_not_forked()
-        return _call(_lib().PoolNewJob, self._id, False)
+        return _call(_lib().PoolNewJob, self._id, notify)
 
     def add(self, job: int, tasks: Sequence[bytes]) -> None:
         check_not_forked()
@@ -172,9 +183,7 @@ class ProcessBackend:
         """Take the job's finished results, waiting up to timeout_ms (capped
         at SLICE_MS) for the first. Returns (entries, job is done)."""
         check_not_forked()
-        from gopool._native import from_go_bytes
-
-        blob = from_go_bytes(
+        blob = self._from_go(
             _call(_lib().PoolCollect, self._id, job, 0, min(max(timeout_ms, 0), SLICE_MS))
         )
         return self._decode_results(blob), bool(blob[0] & 1)

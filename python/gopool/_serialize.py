@@ -16,7 +16,6 @@ import copyreg
 import io
 import pickle
 import struct
-import traceback
 from collections import ChainMap
 from typing import Any, Mapping, Optional
 
@@ -71,6 +70,9 @@ loads = pickle.loads
 
 def pack(*parts: bytes) -> bytes:
     """Join byte strings as [8-byte length][bytes] records."""
+    if len(parts) == 2:  # the hot case: a task is (function, arguments)
+        a, b = parts
+        return _LEN.pack(len(a)) + a + _LEN.pack(len(b)) + b
     return b"".join(_LEN.pack(len(p)) + p for p in parts)
 
 
@@ -93,6 +95,8 @@ def dumps_exception(exc: BaseException) -> bytes:
     The traceback travels apart from the exception so that it survives an
     exception that cannot be pickled or unpickled.
     """
+    import traceback  # only when a task fails: it is slow to import
+
     tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
     try:
         exc_bytes = dumps(exc)

@@ -146,8 +146,8 @@ class ThreadBackend:
     def encode(self, func: Callable, args: Any, kwds: Any, mode: int) -> tuple:
         return (func, args, kwds, mode)
 
-    def encode_many(self, func: Callable, arg_list, mode: int) -> List[tuple]:
-        return [(func, args, None, mode) for args in arg_list]
+    def iter_encode(self, func: Callable, arg_list, mode: int):
+        return ((func, args, None, mode) for args in arg_list)
 
     def open_job(self, notify: bool = False) -> int:
         with self._cond:

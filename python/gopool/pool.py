@@ -111,7 +111,10 @@ class ApplyResult:
         self._backend = pool._backend
         self._callback = callback
         self._error_callback = error_callback
-        self._event = threading.Event()
+        self._done = False
+        # Only results delivered by the callback thread need an event to
+        # wait on; the others are collected by the waiting thread itself.
+        self._event = threading.Event() if self._pumped else None
         self._collecting = threading.Lock()
         self._job: Optional[int] = None
         self._success: Optional[bool] = None
@@ -129,9 +132,9 @@ class ApplyResult:
 
     def ready(self) -> bool:
         """Whether the call has completed."""
-        if not self._event.is_set() and not self._pumped:
+        if not self._done and not self._pumped:
             self._collect(deadline=time.monotonic())
-        return self._event.is_set()
+        return self._done
 
     def successful(self) -> bool:
         """Whether the call completed without raising; ValueError if not ready."""
@@ -141,7 +144,7 @@ class ApplyResult:
 
     def wait(self, timeout: Optional[float] = None) -> None:
         """Wait until the result is available or until timeout seconds pass."""
-        if self._event.is_set():
+        if self._done:
             return
         deadline = _deadline(timeout)
         if self._pumped:
@@ -155,7 +158,7 @@ class ApplyResult:
         """Return the result when it arrives; raise the task's exception if it
         failed, :class:`TimeoutError` if it is not ready within timeout."""
         self.wait(timeout)
-        if not self._event.is_set():
+        if not self._done:
             raise TimeoutError
         if self._success:
             return self._value
@@ -168,7 +171,7 @@ class ApplyResult:
         if not self._collecting.acquire(timeout=wait_s):
             return
         try:
-            while not self._event.is_set():
+            while not self._done:
                 entries, done = self._backend.collect(self._job, _remaining_ms(deadline))
                 for index, ok, value in entries:
                     self._set(index, ok, value)
@@ -192,11 +195,13 @@ class ApplyResult:
                 callback(self._value)
             except BaseException as exc:
                 _report_callback_error(exc)
-        self._event.set()
+        self._done = True
+        if self._event is not None:
+            self._event.set()
         self._pool = None
 
     def __del__(self):
-        if self._job is not None and not self._event.is_set() and not self._pumped:
+        if self._job is not None and not self._done and not self._pumped:
             try:
                 self._backend.discard(self._job)
             except Exception:
@@ -216,7 +221,9 @@ class MapResult(ApplyResult):
         self._value = [None] * length
         self._chunksize = chunksize
         if chunksize <= 0:
-            self._event.set()
+            self._done = True
+            if self._event is not None:
+                self._event.set()
             self._pool = None
 
     def _set(self, index: int, ok: bool, value: Any) -> None:
@@ -246,6 +253,7 @@ class IMapIterator:
         self._next_index = 0
         self._done = False  # backend reported every result
         self._finished = False  # iteration is over
+        self._sized = hasattr(iterable, "__len__")
         self._input = iter(iterable)
         self._func = func
         self._chunksize = chunksize
@@ -273,7 +281,7 @@ class IMapIterator:
             chunk = tuple(itertools.islice(self._input, self._chunksize))
             if not chunk:
                 return None
-            return self._backend.encode_many(self._func, [chunk], self._mode)[0]
+            return self._backend.encode(self._func, chunk, None, self._mode)
         except StopIteration:
             return None
 
@@ -298,20 +306,29 @@ class IMapIterator:
             self._backend.seal(self._job)
 
     def _feed_all(self) -> None:
-        """Submit the whole input from a thread of its own, one task at a time
-        (the input may block between items, and no task may wait on the next)."""
+        """Submit the whole input from a thread of its own. Items of a
+        generator go one at a time (it may block between items, and no task
+        may wait on the next); a sized input (list, range...) cannot block,
+        so it goes in batches."""
+        batch_size = 64 if self._sized else 1
         try:
             while True:
-                try:
-                    task = self._next_task()
-                except Exception as exc:
-                    self._input_error = exc
-                    task = None
-                if task is None:
-                    self._input_exhausted = True
+                batch = []
+                while len(batch) < batch_size:
+                    try:
+                        task = self._next_task()
+                    except Exception as exc:
+                        self._input_error = exc
+                        task = None
+                    if task is None:
+                        self._input_exhausted = True
+                        break
+                    batch.append(task)
+                if batch:
+                    self._backend.add(self._job, batch)
+                    self._fed += len(batch)
+                if self._input_exhausted:
                     break
-                self._backend.add(self._job, [task])
-                self._fed += 1
         except Exception:
             # The pool was terminated or the iterator dropped: stop feeding.
             pass
@@ -412,12 +429,10 @@ class _CallbackPump:
         self._waiting: Dict[int, ApplyResult] = {}
         self._thread: Optional[threading.Thread] = None
 
-    def submit(self, result: ApplyResult, tasks: Sequence) -> None:
-        # The lock spans submit and registration so that the thread cannot
-        # see the job complete before it knows the job's result object.
+    def watch(self, job: int, result: ApplyResult) -> None:
+        """Deliver result once job completes. The job must not be sealed
+        yet, so that it cannot complete before it is watched."""
         with self._lock:
-            job = self._backend.submit(tasks, True)
-            result._start(job)
             self._waiting[job] = result
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="gopool callbacks", daemon=True)
@@ -543,9 +558,31 @@ class Pool:
 
     def _submit(self, result: ApplyResult, tasks: List[Any]) -> None:
         if result._pumped:
-            self._pump.submit(result, tasks)
+            job = self._backend.open_job(True)
+            result._start(job)
+            self._pump.watch(job, result)
+            self._backend.add(job, tasks)
+            self._backend.seal(job)
         else:
             result._start(self._backend.submit(tasks, False))
+
+    def _submit_stream(self, result: ApplyResult, tasks: Iterator[Any]) -> None:
+        """Submit tasks produced one by one (pickling chunks takes time) in
+        growing batches, so that workers start on the first chunk while the
+        rest is still being pickled, with few calls into the core."""
+        job = self._backend.open_job(result._pumped)
+        result._start(job)
+        if result._pumped:
+            self._pump.watch(job, result)
+        batch_size = 1
+        while True:
+            batch = list(itertools.islice(tasks, batch_size))
+            if batch:
+                self._backend.add(job, batch)
+            if len(batch) < batch_size:
+                break
+            batch_size = min(batch_size * 2, 64)
+        self._backend.seal(job)
 
     # -- map -----------------------------------------------------------------
 
@@ -581,7 +618,7 @@ class Pool:
         if chunksize:
             items = iter(iterable)
             chunks = iter(lambda: tuple(itertools.islice(items, chunksize)), ())
-            self._submit(result, self._backend.encode_many(func, chunks, mode))
+            self._submit_stream(result, self._backend.iter_encode(func, chunks, mode))
         elif result._pumped and callback is not None:
             result._complete()
         return result

@@ -372,6 +372,19 @@ def measure(args, impl, metric, params, gopool_path):
     return out
 
 
+def merge_rounds(before, now):
+    """Fold one more round of a cell into its earlier rounds."""
+    if before is None or before.get("status") != "ok":
+        return now
+    if now.get("status") != "ok":
+        return now
+    merged = dict(now)
+    merged["samples"] = before["samples"] + now["samples"]
+    merged["median"] = C.median(merged["samples"])
+    merged["wall_s"] = round(before.get("wall_s", 0.0) + now.get("wall_s", 0.0), 3)
+    return merged
+
+
 def metric_label(metric, params):
     label, unit, _ = METRICS[metric]
     return "%s (%s)" % (label.format(**params), unit)
@@ -444,6 +457,8 @@ def parse_args(argv=None):
     ap.add_argument("--only", help="comma list of implementations (%s)" % ",".join(IMPLS))
     ap.add_argument("--metrics", help="comma list of metrics (%s)" % ",".join(METRICS))
     ap.add_argument("--repeats", type=int, help="override repeats per metric")
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="measure every cell this many times, interleaving implementations")
     ap.add_argument("--timeout", type=float, help="seconds per child process")
     ap.add_argument("--gopool-path", help="directory to put first on sys.path to import gopool")
     ap.add_argument("--write", metavar="FILE", help="write the markdown report to FILE")
@@ -498,20 +513,23 @@ def main(argv=None):
             avail[i] = True
     gopool_path = gopool_info.get("path")
 
-    results = {}
-    for m in metrics:
-        results[m] = {}
-        for i in impls:
-            if i == FLOOR and m != "apply":
-                continue
-            if not avail[i]:
-                results[m][i] = {"status": "unavailable"}
-                continue
-            r = measure(args, i, m, params, gopool_path)
-            results[m][i] = r
-            log("  %-12s %-18s %-8s %s  (%.1f s)" % (
-                m, i, r.get("status"), C.fmt_num(r.get("median")) if r.get("status") == "ok"
-                else r.get("error", ""), r.get("wall_s", 0.0)))
+    # Rounds interleave the implementations, so that a change of machine
+    # load during the run weighs on all of them alike; each cell's figure is
+    # the median of its samples from every round.
+    results = {m: {} for m in metrics}
+    for rnd in range(args.rounds):
+        for m in metrics:
+            for i in impls:
+                if i == FLOOR and m != "apply":
+                    continue
+                if not avail[i]:
+                    results[m][i] = {"status": "unavailable"}
+                    continue
+                r = merge_rounds(results[m].get(i), measure(args, i, m, params, gopool_path))
+                results[m][i] = r
+                log("  round %d %-12s %-18s %-8s %s  (%.1f s)" % (
+                    rnd + 1, m, i, r.get("status"), C.fmt_num(r.get("median")) if r.get("status") == "ok"
+                    else r.get("error", ""), r.get("wall_s", 0.0)))
 
     table, ratios = build_table(results, impls, metrics, params)
     note_lines = notes(results, gopool_info, impls)
@@ -530,7 +548,8 @@ def main(argv=None):
             f.write("- date: %s; run time %.0f s\n" % (info["date"], elapsed))
             f.write("- Python %s; %s; %s CPUs (affinity %s); %s\n" % (
                 info["python"], go, info["cpu_count"], info["cpu_affinity"], info["platform"]))
-            f.write("- pool size %d; each cell is the median of %d runs (terminate: %d); "
+            f.write("- %d interleaved round(s); " % args.rounds)
+            f.write("- pool size %d; each cell is the median of %d runs per round (terminate: %d); "
                     "ratio > 1 means gopool is better (times: best_stdlib / gopool, "
                     "rates: gopool / best_stdlib); 'gopool / pipe floor' is gopool's apply "
                     "round trip over a bare pipe ping-pong between two Python processes\n\n"

@@ -188,16 +188,21 @@ class ProcessBackend:
         )
         return self._decode_results(blob), bool(blob[0] & 1)
 
-    def _decode_results(self, blob: bytes) -> List[Entry]:
+    @staticmethod
+    def _decode_results(blob: bytes) -> List[Entry]:
         entries = []
         view = memoryview(blob)
-        pos = 1
-        while pos < len(blob):
-            index, status, length = _ENTRY.unpack_from(blob, pos)
-            pos += _ENTRY.size
+        unpack, loads, size = _ENTRY.unpack_from, ser.loads, _ENTRY.size
+        pos, end = 1, len(blob)
+        while pos < end:
+            index, status, length = unpack(blob, pos)
+            pos += size
             payload = view[pos : pos + length]
             pos += length
-            entries.append((index, *decode_outcome(status, payload)))
+            if status == STATUS_OK:  # the common case, inline
+                entries.append((index, True, loads(payload)))
+            else:
+                entries.append((index, *decode_outcome(status, payload)))
         return entries
 
     def discard(self, job: int) -> None:

@@ -349,24 +349,31 @@ class IMapIterator:
 
     def next(self, timeout: Optional[float] = None) -> Any:
         """Return the next result, waiting up to timeout seconds."""
-        deadline = _deadline(timeout)
         with self._lock:
-            while True:
-                item = self._take()
-                if item is not None:
-                    ok, value = item
-                    if self._buffersize is not None and self._feeding:
-                        self._feed(1)
-                    if ok:
-                        return value
-                    raise value
-                if self._done:
-                    self._finish()
-                entries, done = self._backend.collect(self._job, _remaining_ms(deadline))
-                self._store(entries)
-                self._done = done
-                if not entries and not done and deadline is not None and time.monotonic() >= deadline:
-                    raise TimeoutError from None
+            item = self._take()
+            if item is None:
+                item = self._wait_for_next(timeout)
+            if self._buffersize is not None and self._feeding:
+                self._feed(1)
+        ok, value = item
+        if ok:
+            return value
+        raise value
+
+    def _wait_for_next(self, timeout: Optional[float]) -> tuple:
+        """Collect results until the next one to hand out has arrived."""
+        deadline = _deadline(timeout)
+        while True:
+            if self._done:
+                self._finish()
+            entries, done = self._backend.collect(self._job, _remaining_ms(deadline))
+            self._store(entries)
+            self._done = done
+            item = self._take()
+            if item is not None:
+                return item
+            if not entries and not done and deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError from None
 
     __next__ = next  # type: ignore[assignment]
 

@@ -14,7 +14,7 @@ func BenchmarkRoundTrip(b *testing.B) {
 	payload := [][]byte{[]byte("echo:x")}
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		j := p.NewJob(false)
+		j := p.NewJob(false, 0)
 		if err := p.Submit(j, payload); err != nil {
 			b.Fatal(err)
 		}

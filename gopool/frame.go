@@ -22,6 +22,9 @@ const (
 	kindInit       = 0x20
 	kindTask       = 0x21
 	kindInitFailed = 0x30
+	// kindRetiring: the worker will run nothing more (e.g. it went over its
+	// memory limit) and exits; tasks already written to it never started.
+	kindRetiring = 0x31
 )
 
 // maxFramePayload bounds what a peer may announce, so that a corrupt length

@@ -44,6 +44,11 @@ const (
 	StatusInitFailed
 	// StatusBroken: no worker could be started; the payload is the reason.
 	StatusBroken
+	// StatusCancelled: the job was cancelled before the task finished.
+	StatusCancelled
+	// StatusTimedOut: the task ran longer than its job's time limit; its
+	// worker was killed. Payload: "pid" in ASCII.
+	StatusTimedOut
 )
 
 // Result is one finished task. Index counts the tasks of a job from 0 in
@@ -82,8 +87,9 @@ type task struct {
 // holds their results until they are collected.
 type job struct {
 	id        int64
-	notify    bool // announce completion on the event list
-	sealed    bool // no more tasks will be added
+	notify    bool          // announce completion on the event list
+	timeout   time.Duration // per-task time limit; 0 for none
+	sealed    bool          // no more tasks will be added
 	submitted int64
 	finished  int64
 	discarded bool
@@ -218,11 +224,15 @@ func (p *Pool) failQueuedLocked(status Status, payload []byte) {
 
 // NewJob opens a job to which tasks can be submitted until it is sealed.
 // A job with notify set is announced by NextEvents once complete.
-func (p *Pool) NewJob(notify bool) int64 {
+//
+// A timeout above zero limits how long each of the job's tasks may run: a
+// task still running then finishes with StatusTimedOut and its worker is
+// killed (and replaced).
+func (p *Pool) NewJob(notify bool, timeout time.Duration) int64 {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.lastJob++
-	j := &job{id: p.lastJob, notify: notify, signal: make(chan struct{}, 1)}
+	j := &job{id: p.lastJob, notify: notify, timeout: timeout, signal: make(chan struct{}, 1)}
 	p.jobs[j.id] = j
 	p.open++
 	return j.id

@@ -58,6 +58,10 @@ func testWorker() int {
 			time.Sleep(time.Hour)
 		case "pid":
 			answer = strconv.Itoa(os.Getpid())
+		case "retire":
+			_ = writeFrame(out, byte(status), f.tag, []byte(answer))
+			_ = writeFrame(out, kindRetiring, 0, nil)
+			return 0
 		}
 		if err := writeFrame(out, byte(status), f.tag, []byte(answer)); err != nil {
 			return 3
@@ -95,7 +99,7 @@ func newTestPool(t *testing.T, workers, maxTasks int, init string) *Pool {
 
 func submit(t *testing.T, p *Pool, cmds ...string) int64 {
 	t.Helper()
-	j := p.NewJob(false)
+	j := p.NewJob(false, 0)
 	payloads := make([][]byte, len(cmds))
 	for i, c := range cmds {
 		payloads[i] = []byte(c)
@@ -173,6 +177,77 @@ func TestDeadWorkerFailsItsTaskAndIsReplaced(t *testing.T) {
 		after := collectAll(t, p, submit(t, p, "echo:alive"))[0]
 		if after.Status != StatusOK || string(after.Payload) != "alive" {
 			t.Fatalf("pool did not heal after %s: %v %q", tc.cmd, after.Status, after.Payload)
+		}
+	}
+}
+
+func submitJob(t *testing.T, p *Pool, timeout time.Duration, cmds ...string) int64 {
+	t.Helper()
+	j := p.NewJob(false, timeout)
+	payloads := make([][]byte, len(cmds))
+	for i, c := range cmds {
+		payloads[i] = []byte(c)
+	}
+	if err := p.Submit(j, payloads); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Seal(j); err != nil {
+		t.Fatal(err)
+	}
+	return j
+}
+
+func TestTimeLimitStopsTheTaskAndReplacesTheWorker(t *testing.T) {
+	p := newTestPool(t, 1, 0, "")
+	start := time.Now()
+	got := collectAll(t, p, submitJob(t, p, 100*time.Millisecond, "sleep:10000", "echo:next"))
+	if got[0].Status != StatusTimedOut {
+		t.Fatalf("slow task: %v %q", got[0].Status, got[0].Payload)
+	}
+	if got[1].Status != StatusOK || string(got[1].Payload) != "next" {
+		t.Fatalf("task after the timeout: %v %q", got[1].Status, got[1].Payload)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("took %v", d)
+	}
+	if r := collectAll(t, p, submitJob(t, p, time.Second, "echo:fast"))[0]; r.Status != StatusOK {
+		t.Fatalf("a fast task under a limit: %v", r.Status)
+	}
+}
+
+func TestCancelStopsRunningAndQueuedTasks(t *testing.T) {
+	p := newTestPool(t, 1, 0, "")
+	j := submit(t, p, "sleep:10000", "echo:never")
+	for p.Queued() > 1 {
+		time.Sleep(time.Millisecond)
+	}
+	other := submit(t, p, "echo:other")
+	if n, err := p.Cancel(j); err != nil || n != 2 {
+		t.Fatalf("cancel: %d tasks, %v", n, err)
+	}
+	got := collectAll(t, p, j)
+	for i := int64(0); i < 2; i++ {
+		if got[i].Status != StatusCancelled {
+			t.Errorf("task %d: %v", i, got[i].Status)
+		}
+	}
+	if r := collectAll(t, p, other)[0]; r.Status != StatusOK || string(r.Payload) != "other" {
+		t.Fatalf("another job after the cancel: %v %q", r.Status, r.Payload)
+	}
+	if _, err := p.Cancel(999); err != ErrUnknownJob {
+		t.Fatalf("cancel of an unknown job: %v", err)
+	}
+}
+
+func TestRetiringWorkerHandsBackItsTasks(t *testing.T) {
+	p := newTestPool(t, 1, 0, "")
+	collectAll(t, p, submit(t, p, "echo:warm", "echo:up")) // short tasks: pipelining on
+	cmds := []string{"echo:0", "retire:1", "echo:2", "echo:3", "echo:4"}
+	got := collectAll(t, p, submit(t, p, cmds...))
+	for i, c := range cmds {
+		_, want, _ := strings.Cut(c, ":")
+		if r := got[int64(i)]; r.Status != StatusOK || string(r.Payload) != want {
+			t.Errorf("task %d: %v %q", i, r.Status, r.Payload)
 		}
 	}
 }
@@ -260,7 +335,7 @@ func TestCloseFinishesOutstandingWork(t *testing.T) {
 
 func TestCloseWaitsForOpenJobs(t *testing.T) {
 	p := newTestPool(t, 1, 0, "")
-	j := p.NewJob(false)
+	j := p.NewJob(false, 0)
 	p.Close()
 	if ok, _ := p.Join(100 * time.Millisecond); ok {
 		t.Fatal("workers exited while a job was still open")
@@ -312,7 +387,7 @@ func TestInitFailureFailsTasksWithoutRespawning(t *testing.T) {
 func TestNotifyJobsAreAnnounced(t *testing.T) {
 	p := newTestPool(t, 2, 0, "")
 	quiet := submit(t, p, "echo:q")
-	j := p.NewJob(true)
+	j := p.NewJob(true, 0)
 	if err := p.Submit(j, [][]byte{[]byte("echo:x"), []byte("echo:y")}); err != nil {
 		t.Fatal(err)
 	}

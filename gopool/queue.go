@@ -31,3 +31,22 @@ func (q *taskQueue) pop() *task {
 	}
 	return t
 }
+
+// removeJob takes every task of j out of the queue and hands it to drop.
+func (q *taskQueue) removeJob(j *job, drop func(*task)) {
+	kept := q.items[:q.head]
+	for _, t := range q.items[q.head:] {
+		if t.job == j {
+			drop(t)
+		} else {
+			kept = append(kept, t)
+		}
+	}
+	for i := len(kept); i < len(q.items); i++ {
+		q.items[i] = nil
+	}
+	q.items = kept
+	if q.head == len(q.items) {
+		q.items, q.head = q.items[:0], 0
+	}
+}

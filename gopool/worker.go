@@ -1,6 +1,7 @@
 package gopool
 
 import (
+	"fmt"
 	"syscall"
 	"time"
 )
@@ -22,10 +23,11 @@ type worker struct {
 	// since is when the first in-flight task started, as best the core
 	// knows: when it was given to an idle worker or the previous result came.
 	since      time.Time
-	assigned   int  // tasks ever given (for MaxTasksPerWorker)
-	tasksDone  int  // results received
-	stopping   bool // told to exit (or exiting by itself): not a death
-	unwritable bool // a write to it failed: it is dying
+	limit      *time.Timer // the time limit of the first in-flight task
+	assigned   int         // tasks ever given (for MaxTasksPerWorker)
+	tasksDone  int         // results received
+	stopping   bool        // told to exit (or exiting by itself): not a death
+	unwritable bool        // a write to it failed: it is dying
 	dead       bool
 }
 
@@ -116,10 +118,10 @@ func (p *Pool) dispatchLocked() []*worker {
 			break
 		}
 		t := p.queue.pop()
-		if len(w.inflight) == 0 {
-			w.since = time.Now()
-		}
 		w.inflight = append(w.inflight, t)
+		if len(w.inflight) == 1 {
+			p.startHeadLocked(w, time.Now())
+		}
 		w.outbox = append(w.outbox, t)
 		w.assigned++
 		if !w.writing {
@@ -263,6 +265,14 @@ func (p *Pool) handleFrameLocked(w *worker, f frame) (replace, ok bool) {
 		w.stopping = true // it exits by itself
 		return false, true
 	}
+	if f.kind == kindRetiring {
+		for i := len(w.inflight) - 1; i >= 0; i-- {
+			p.requeueLocked(w, w.inflight[i])
+		}
+		w.outbox = nil
+		p.stopLocked(w)
+		return p.needsReplacementLocked(), true
+	}
 	if len(w.inflight) == 0 || f.tag != w.inflight[0].tag || (f.kind != byte(StatusOK) && f.kind != byte(StatusError)) {
 		return false, false
 	}
@@ -273,7 +283,7 @@ func (p *Pool) handleFrameLocked(w *worker, f frame) (replace, ok bool) {
 	if w.tasksDone > 1 { // the first one also paid for the worker's start-up
 		p.recordTaskTimeLocked(now.Sub(w.since))
 	}
-	w.since = now
+	p.startHeadLocked(w, now)
 	p.finishLocked(t, Status(f.kind), f.payload)
 	if max := p.opts.MaxTasksPerWorker; max > 0 && w.tasksDone >= max {
 		p.stopLocked(w)
@@ -293,6 +303,9 @@ func (p *Pool) workerDied(w *worker, broken bool) {
 	<-w.proc.exited
 	w.proc.closeOutput()
 	p.mu.Lock()
+	if w.limit != nil {
+		w.limit.Stop()
+	}
 	if len(w.inflight) > 0 {
 		p.finishLocked(w.inflight[0], StatusWorkerLost, lostPayload(w.proc))
 		for i := len(w.inflight) - 1; i >= 1; i-- {
@@ -312,4 +325,79 @@ func (p *Pool) workerDied(w *worker, broken bool) {
 	if replace {
 		p.replace()
 	}
+}
+
+// startHeadLocked notes that w's first in-flight task starts now, and arms
+// the time limit of its job, if it has one.
+func (p *Pool) startHeadLocked(w *worker, now time.Time) {
+	w.since = now
+	if w.limit != nil {
+		w.limit.Stop()
+		w.limit = nil
+	}
+	if len(w.inflight) == 0 {
+		return
+	}
+	t := w.inflight[0]
+	if t.job.timeout > 0 {
+		w.limit = time.AfterFunc(t.job.timeout, func() { p.timedOut(w, t) })
+	}
+}
+
+// timedOut stops t if it is still running on w: t fails with
+// StatusTimedOut and w is killed; what w held behind t goes back to the
+// queue when its death is seen.
+func (p *Pool) timedOut(w *worker, t *task) {
+	p.mu.Lock()
+	running := len(w.inflight) > 0 && w.inflight[0] == t && !t.done
+	if running {
+		p.finishLocked(t, StatusTimedOut, []byte(fmt.Sprint(w.proc.pid)))
+	}
+	p.mu.Unlock()
+	if running {
+		w.proc.signal(syscall.SIGKILL)
+	}
+}
+
+// Cancel cancels a job: its tasks that have not started never will, and
+// those running are stopped by killing their workers (which are replaced).
+// All of them finish with StatusCancelled. Tasks already finished keep
+// their results. It returns how many tasks it cancelled.
+func (p *Pool) Cancel(jobID int64) (int, error) {
+	p.mu.Lock()
+	j, ok := p.jobs[jobID]
+	if !ok {
+		p.mu.Unlock()
+		return 0, ErrUnknownJob
+	}
+	cancelled := 0
+	cancel := func(t *task) {
+		if !t.done {
+			cancelled++
+			p.finishLocked(t, StatusCancelled, nil)
+		}
+	}
+	p.queue.removeJob(j, cancel)
+	var kill []*process
+	for w := range p.workers {
+		holds := false
+		for _, t := range w.inflight {
+			if t.job == j && !t.done {
+				holds = true
+				cancel(t)
+			}
+		}
+		if holds {
+			// It may have started, or be queued in the worker behind a task
+			// that has: either way only its death makes sure it never runs.
+			w.unwritable = true
+			kill = append(kill, w.proc)
+		}
+	}
+	p.sealLocked(j)
+	p.mu.Unlock()
+	for _, proc := range kill {
+		proc.signal(syscall.SIGKILL)
+	}
+	return cancelled, nil
 }

@@ -85,13 +85,14 @@ func PoolNew(workers, maxTasksPerWorker int, argv, env []byte, dir string, init,
 	return pools.add(p), nil
 }
 
-// PoolNewJob opens a job; see gopool.Pool.NewJob.
-func PoolNewJob(pool int64, notify bool) (int64, error) {
+// PoolNewJob opens a job; see gopool.Pool.NewJob. timeoutMs limits each
+// of its tasks (0: no limit).
+func PoolNewJob(pool int64, notify bool, timeoutMs int) (int64, error) {
 	p, err := pools.get(pool)
 	if err != nil {
 		return 0, err
 	}
-	return p.NewJob(notify), nil
+	return p.NewJob(notify, millis(timeoutMs)), nil
 }
 
 // PoolSubmit adds the tasks in records (a blob of [8-byte length][payload]
@@ -110,7 +111,7 @@ func PoolSubmit(pool, job int64, records []byte) (int64, error) {
 
 // PoolSubmitJob opens a job, adds the tasks in records and seals it, in one
 // call. It returns the job id.
-func PoolSubmitJob(pool int64, notify bool, records []byte) (int64, error) {
+func PoolSubmitJob(pool int64, notify bool, timeoutMs int, records []byte) (int64, error) {
 	p, err := pools.get(pool)
 	if err != nil {
 		return 0, err
@@ -119,7 +120,7 @@ func PoolSubmitJob(pool int64, notify bool, records []byte) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	job := p.NewJob(notify)
+	job := p.NewJob(notify, millis(timeoutMs))
 	if err := p.Submit(job, payloads); err != nil {
 		return 0, err
 	}
@@ -166,6 +167,17 @@ func PoolCollect(pool, job int64, max, timeoutMs int) ([]byte, error) {
 		out = append(out, r.Payload...)
 	}
 	return out, nil
+}
+
+// PoolCancel cancels a job and returns how many of its tasks it
+// cancelled; see gopool.Pool.Cancel.
+func PoolCancel(pool, job int64) (int64, error) {
+	p, err := pools.get(pool)
+	if err != nil {
+		return 0, err
+	}
+	n, err := p.Cancel(job)
+	return int64(n), err
 }
 
 // PoolDiscard forgets a job whose results nobody will collect.

@@ -16,6 +16,8 @@ from gopool import _serialize as ser
 from gopool import _spawning
 from gopool._errors import (
     BrokenPoolError,
+    CancelledError,
+    TimeoutError,
     ForkedChildError,
     PoolTerminatedError,
     WorkerLostError,
@@ -28,6 +30,8 @@ STATUS_WORKER_LOST = 2
 STATUS_TERMINATED = 3
 STATUS_INIT_FAILED = 4
 STATUS_BROKEN = 5
+STATUS_CANCELLED = 6
+STATUS_TIMED_OUT = 7
 
 SLICE_MS = 100  # the longest a call into Go blocks: Ctrl-C stays responsive
 KILL_GRACE_MS = 250  # terminate(): SIGTERM, then SIGKILL after this long
@@ -76,10 +80,12 @@ def _lib():
     return _binding
 
 
-def encode_init(initializer: Optional[Callable], initargs: Sequence) -> Tuple[bytes, List[int]]:
+def encode_init(
+    initializer: Optional[Callable], initargs: Sequence, max_memory: Optional[int] = None
+) -> Tuple[bytes, List[int]]:
     """The init payload of a pool's workers, and the descriptors they inherit
     (for queues, locks and events among the initializer's arguments)."""
-    settings = {"sys_path": list(sys.path)}
+    settings = {"sys_path": list(sys.path), "max_memory": max_memory}
     spawning = _spawning.Spawning()
     blob = ser.pack(ser.dumps(settings), spawning.dumps((initializer, tuple(initargs))))
     return blob, spawning.fds
@@ -125,6 +131,7 @@ class ProcessBackend:
         initializer: Optional[Callable],
         initargs: Sequence,
         maxtasksperchild: Optional[int],
+        max_memory_per_child: Optional[int] = None,
     ):
         check_not_forked()
         from gopool._native import from_go_bytes, to_go_bytes
@@ -133,7 +140,7 @@ class ProcessBackend:
         self._from_go = from_go_bytes
         self._functions = FunctionEncoder()
         argv = [os.fsencode(a) for a in _spawning.worker_command("gopool._worker")]
-        init, fds = encode_init(initializer, initargs)
+        init, fds = encode_init(initializer, initargs, max_memory_per_child)
         self._id = _call(
             _lib().PoolNew,
             processes,
@@ -162,14 +169,21 @@ class ProcessBackend:
             return self._to_go(_U64.pack(len(tasks[0])) + tasks[0])
         return self._to_go(ser.pack(*tasks))
 
-    def submit(self, tasks: Sequence[bytes], notify: bool) -> int:
-        """Submit tasks as one sealed job; return its id."""
+    def submit(self, tasks: Sequence[bytes], notify: bool, timeout: Optional[float] = None) -> int:
+        """Submit tasks as one sealed job; return its id. timeout (seconds)
+        limits how long each task may run."""
         check_not_forked()
-        return _call(_lib().PoolSubmitJob, self._id, notify, self._records(tasks))
+        return _call(_lib().PoolSubmitJob, self._id, notify, _millis(timeout), self._records(tasks))
 
-    def open_job(self, notify: bool = False) -> int:
+    def open_job(self, notify: bool = False, timeout: Optional[float] = None) -> int:
         check_not_forked()
-        return _call(_lib().PoolNewJob, self._id, notify)
+        return _call(_lib().PoolNewJob, self._id, notify, _millis(timeout))
+
+    def cancel(self, job: int) -> int:
+        """Cancel a job: queued tasks never run, running ones are stopped.
+        Returns how many tasks were cancelled."""
+        check_not_forked()
+        return int(_call(_lib().PoolCancel, self._id, job))
 
     def add(self, job: int, tasks: Sequence[bytes]) -> None:
         check_not_forked()
@@ -254,6 +268,13 @@ class ProcessBackend:
         return int(_call(_lib().PoolQueued, self._id))
 
 
+def _millis(seconds: Optional[float]) -> int:
+    """A time limit in whole milliseconds (at least 1), 0 for none."""
+    if seconds is None:
+        return 0
+    return max(1, int(seconds * 1000 + 0.5))
+
+
 def _call(func, *args):
     """Call into Go, turning the core's errors into Python ones."""
     try:
@@ -280,6 +301,11 @@ def decode_outcome(status: int, payload) -> Tuple[bool, Any]:
         return False, WorkerLostError.from_exit(pid, exitcode)
     if status == STATUS_TERMINATED:
         return False, PoolTerminatedError("the pool was terminated before the task finished")
+    if status == STATUS_CANCELLED:
+        return False, CancelledError("the task was cancelled")
+    if status == STATUS_TIMED_OUT:
+        pid = int(bytes(payload))
+        return False, TimeoutError(f"the task exceeded its time limit; its worker (pid {pid}) was killed")
     if status == STATUS_BROKEN:
         return False, BrokenPoolError(f"the pool cannot start workers: {bytes(payload).decode(errors='replace')}")
     return False, RuntimeError(f"gopool core: unknown task status {status}")

@@ -7,6 +7,7 @@ code written for ``multiprocessing`` keeps working unchanged.
 from __future__ import annotations
 
 import builtins
+import concurrent.futures
 import signal
 from typing import Optional
 
@@ -45,6 +46,10 @@ class WorkerLostError(ProcessError):
             pid,
             exitcode,
         )
+
+
+class CancelledError(concurrent.futures.CancelledError):
+    """The task was cancelled (``AsyncResult.cancel()``) before it finished."""
 
 
 class PoolTerminatedError(ProcessError):

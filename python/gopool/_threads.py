@@ -20,7 +20,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 from multiprocessing.dummy import DummyProcess
 
 from gopool import _serialize as ser
-from gopool._errors import PoolTerminatedError, WorkerLostError
+from gopool._errors import CancelledError, PoolTerminatedError, WorkerLostError
 
 RUN, CLOSE, TERMINATE = "RUN", "CLOSE", "TERMINATE"
 
@@ -29,6 +29,11 @@ INTERRUPT_GRACE = 0.1
 
 class _Stop(BaseException):
     """Raised inside a worker thread by terminate(); never seen by users."""
+
+
+class _Cancel(BaseException):
+    """Raised inside a worker thread to stop a cancelled task; the thread
+    goes on with the next task."""
 
 
 class _Job:
@@ -79,36 +84,55 @@ class ThreadBackend:
                 self._cond.notify_all()
             return
         me = threading.current_thread()
-        try:
-            while True:
-                item = self._next_task(me)
-                if item is None:
+        while True:
+            try:
+                if not self._run_one(me):
                     return
-                job, index, (func, args, kwds, mode) = item
-                try:
-                    if mode == ser.MODE_APPLY:
-                        outcome = (True, func(*args, **kwds))
-                    elif mode == ser.MODE_MAP:
-                        outcome = (True, list(map(func, args)))
-                    else:
-                        outcome = (True, list(itertools.starmap(func, args)))
-                except Exception as exc:
-                    outcome = (False, exc)
-                except _Stop:
-                    raise
-                except BaseException as exc:
-                    # SystemExit or KeyboardInterrupt from a task: in a
-                    # process pool the worker would die; here the task fails
-                    # and the thread goes on serving.
-                    outcome = (False, _lost_to(exc))
-                with self._cond:
-                    self._running.pop(me, None)
-                    self._finish_locked(job, index, *outcome)
-        except _Stop:
-            # The exception may land just after this thread took the lock to
-            # record its result: never leave it held.
-            while self._cond._is_owned():
-                self._cond.release()
+            except _Cancel:
+                # Meant for a task that finished just before it landed.
+                self._recover_from_interrupt(me)
+            except _Stop:
+                self._recover_from_interrupt(me)
+                return
+
+    def _run_one(self, me: threading.Thread) -> bool:
+        """Run one task; False when there is no more work for this thread."""
+        item = self._next_task(me)
+        if item is None:
+            return False
+        job, index, (func, args, kwds, mode) = item
+        try:
+            if mode == ser.MODE_APPLY:
+                outcome = (True, func(*args, **kwds))
+            elif mode == ser.MODE_MAP:
+                outcome = (True, list(map(func, args)))
+            else:
+                outcome = (True, list(itertools.starmap(func, args)))
+        except Exception as exc:
+            outcome = (False, exc)
+        except (_Cancel, _Stop):
+            raise
+        except BaseException as exc:
+            # SystemExit or KeyboardInterrupt from a task: in a process pool
+            # the worker would die; here the task fails and the thread goes on.
+            outcome = (False, _lost_to(exc))
+        with self._cond:
+            # Not in _running any more means cancel() or terminate() has
+            # already recorded this task's outcome.
+            if self._running.pop(me, None) is not None:
+                self._finish_locked(job, index, *outcome)
+        return True
+
+    def _recover_from_interrupt(self, me: threading.Thread) -> None:
+        """After an interruption landed: never leave the lock held, and give
+        back a task this thread had taken but not yet started."""
+        while self._cond._is_owned():
+            self._cond.release()
+        with self._cond:
+            item = self._running.pop(me, None)
+            if item is not None and self._state != TERMINATE:
+                self._queue.appendleft(item)
+                self._cond.notify_all()
 
     def _next_task(self, me):
         with self._cond:
@@ -149,7 +173,12 @@ class ThreadBackend:
     def iter_encode(self, func: Callable, arg_list, mode: int):
         return ((func, args, None, mode) for args in arg_list)
 
-    def open_job(self, notify: bool = False) -> int:
+    def open_job(self, notify: bool = False, timeout: Optional[float] = None) -> int:
+        if timeout is not None:
+            raise ValueError(
+                "ThreadPool does not support per-task time limits: a thread cannot be "
+                "stopped reliably; use Pool"
+            )
         with self._cond:
             job_id = next(self._job_ids)
             self._jobs[job_id] = _Job(notify)
@@ -180,8 +209,8 @@ class ThreadBackend:
                 self._open -= 1
                 self._progressed_locked(job_id, job)
 
-    def submit(self, tasks: Sequence[tuple], notify: bool) -> int:
-        job_id = self.open_job(notify)
+    def submit(self, tasks: Sequence[tuple], notify: bool, timeout: Optional[float] = None) -> int:
+        job_id = self.open_job(notify, timeout)
         self.add(job_id, tasks)
         self.seal(job_id)
         return job_id
@@ -198,6 +227,33 @@ class ThreadBackend:
             if done:
                 del self._jobs[job_id]
             return entries, done
+
+    def cancel(self, job_id: int) -> int:
+        """Cancel a job: its queued tasks never run; a running one that
+        executes Python code is interrupted (see terminate() for the rule)."""
+        with self._cond:
+            job = self._jobs.get(job_id)
+            if job is None:
+                return 0
+            cancelled = 0
+            for item in [item for item in self._queue if item[0] == job_id]:
+                self._queue.remove(item)
+                self._finish_locked(job_id, item[1], False, _cancelled())
+                cancelled += 1
+            interrupted = []
+            for thread, (running_job, index, _) in list(self._running.items()):
+                if running_job == job_id:
+                    del self._running[thread]
+                    self._finish_locked(job_id, index, False, _cancelled())
+                    _raise_in_thread(thread, _Cancel)
+                    interrupted.append(thread)
+                    cancelled += 1
+            if not job.sealed:
+                job.sealed = True
+                self._open -= 1
+                self._progressed_locked(job_id, job)
+        _withdraw_later(interrupted)
+        return cancelled
 
     def discard(self, job_id: int) -> None:
         self.seal(job_id)
@@ -234,10 +290,7 @@ class ThreadBackend:
                     self._open -= 1
                     self._progressed_locked(job_id, job)
             self._cond.notify_all()
-        if interrupted:
-            withdraw = threading.Timer(INTERRUPT_GRACE, _withdraw_interrupts, (interrupted,))
-            withdraw.daemon = True
-            withdraw.start()
+        _withdraw_later(interrupted)
 
     def join(self, timeout_ms: int) -> bool:
         for thread in self._threads:
@@ -277,6 +330,17 @@ def _terminated() -> PoolTerminatedError:
 def _raise_in_thread(thread: threading.Thread, exc_type: type) -> None:
     if thread.ident is not None:
         ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread.ident), ctypes.py_object(exc_type))
+
+
+def _withdraw_later(threads: List[threading.Thread]) -> None:
+    if threads:
+        withdraw = threading.Timer(INTERRUPT_GRACE, _withdraw_interrupts, (threads,))
+        withdraw.daemon = True
+        withdraw.start()
+
+
+def _cancelled() -> CancelledError:
+    return CancelledError("the task was cancelled")
 
 
 def _withdraw_interrupts(threads: List[threading.Thread]) -> None:

@@ -20,6 +20,7 @@ _HEADER = struct.Struct("<QBQ")
 KIND_INIT = 0x20
 KIND_TASK = 0x21
 KIND_INIT_FAILED = 0x30
+KIND_RETIRING = 0x31
 STATUS_OK = 0
 STATUS_ERROR = 1
 
@@ -64,6 +65,11 @@ def _write_frame(fd: int, kind: int, tag: int, payload: bytes) -> None:
             buffers[0] = buffers[0][written:]
 
 
+class _OverMemoryLimit(Exception):
+    """A task ran out of the worker's memory limit: the worker reports it and
+    exits, since its memory may be left fragmented or half-freed."""
+
+
 class _FunctionCache:
     """Unpickled task functions by their pickled bytes: a map sends the same
     function with every chunk, and a closure sent by value is costly to load."""
@@ -94,6 +100,10 @@ def run_task(payload, functions: _FunctionCache):
             value = list(map(func, args))
         else:
             value = list(itertools.starmap(func, args))
+    except MemoryError as exc:
+        if _memory_limit is None:
+            return STATUS_ERROR, ser.dumps_exception(exc)
+        raise _OverMemoryLimit(exc) from None
     except Exception as exc:
         return STATUS_ERROR, ser.dumps_exception(exc)
     try:
@@ -104,11 +114,30 @@ def run_task(payload, functions: _FunctionCache):
         return STATUS_ERROR, ser.dumps_exception(MaybeEncodingError(exc, value))
 
 
+_memory_limit = None  # bytes of address space a worker may use, or None
+
+
+def _memory_error(over: _OverMemoryLimit) -> bytes:
+    """The error of a task that exceeded max_memory_per_child."""
+    error = MemoryError(
+        f"the task exceeded the worker's memory limit (max_memory_per_child={_memory_limit} bytes "
+        "of address space); the worker was replaced"
+    )
+    error.__cause__ = over.args[0]
+    return ser.dumps_exception(error)
+
+
 def _initialise(payload) -> None:
     """Apply the parent's settings, then run the user's initializer."""
+    global _memory_limit
     settings_part, init_part = ser.unpack(payload)
     settings = ser.loads(settings_part)
     sys.path[:] = settings["sys_path"]
+    if settings.get("max_memory"):
+        import resource
+
+        _memory_limit = settings["max_memory"]
+        resource.setrlimit(resource.RLIMIT_AS, (_memory_limit, _memory_limit))
     initializer, initargs = ser.loads(init_part)
     if initializer is not None:
         initializer(*initargs)
@@ -133,7 +162,13 @@ def main() -> None:
         if frame is None:
             break
         kind, tag, payload = frame
-        status, data = run_task(payload, functions)
+        try:
+            status, data = run_task(payload, functions)
+        except _OverMemoryLimit as over:
+            del payload, frame
+            _write_frame(RESULT_FD, STATUS_ERROR, tag, _memory_error(over))
+            _write_frame(RESULT_FD, KIND_RETIRING, 0, b"")
+            break
         del payload, frame
         _write_frame(RESULT_FD, status, tag, data)
     _exit_quickly()

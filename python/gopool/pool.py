@@ -31,6 +31,7 @@ from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequ
 
 from gopool import _serialize as ser
 from gopool._errors import (
+    CancelledError,
     MaybeEncodingError,
     PoolTerminatedError,
     RemoteTraceback,
@@ -48,6 +49,7 @@ __all__ = [
     "IMapUnorderedIterator",
     "MaybeEncodingError",
     "RemoteTraceback",
+    "CancelledError",
     "TimeoutError",
     "WorkerInfo",
     "INIT",
@@ -72,6 +74,11 @@ def _remaining_ms(deadline: Optional[float]) -> int:
 
 def _deadline(timeout: Optional[float]) -> Optional[float]:
     return None if timeout is None else time.monotonic() + max(0.0, timeout)
+
+
+def _check_time_limit(value: Optional[float], name: str) -> None:
+    if value is not None and (not isinstance(value, (int, float)) or value <= 0):
+        raise ValueError(f"{name} must be a positive number of seconds or None")
 
 
 def _report_callback_error(exc: BaseException) -> None:
@@ -112,6 +119,7 @@ class ApplyResult:
         self._callback = callback
         self._error_callback = error_callback
         self._done = False
+        self._cancelled = False
         # Only results delivered by the callback thread need an event to
         # wait on; the others are collected by the waiting thread itself.
         self._event = threading.Event() if self._pumped else None
@@ -163,6 +171,25 @@ class ApplyResult:
         if self._success:
             return self._value
         raise self._value
+
+    def cancel(self) -> bool:
+        """Cancel the call: if it has not started it never will; if it is
+        running, its worker is killed and replaced (in a ThreadPool, a task
+        running Python code is interrupted). ``get()`` then raises
+        :class:`CancelledError` (a ``concurrent.futures.CancelledError``).
+        Returns False if the call had already completed."""
+        if self._done or self._job is None:
+            return False
+        try:
+            cancelled = self._backend.cancel(self._job) > 0
+        except RuntimeError:  # the job finished and was collected meanwhile
+            return False
+        self._cancelled = self._cancelled or cancelled
+        return cancelled
+
+    def cancelled(self) -> bool:
+        """Whether cancel() stopped the call."""
+        return self._cancelled
 
     def _collect(self, deadline: Optional[float]) -> None:
         """Pull this result's outcomes from the backend until it is complete
@@ -247,7 +274,7 @@ class IMapIterator:
         self._pool: Optional[Pool] = pool
         self._backend = pool._backend
         self._lock = threading.Lock()
-        self._job = self._backend.open_job()
+        self._job = self._backend.open_job(False, pool._task_timeout)
         self._pending: Dict[int, tuple] = {}
         self._arrived: deque = deque()  # unordered: arrival order
         self._next_index = 0
@@ -507,6 +534,9 @@ class Pool:
         initargs: Iterable[Any] = (),
         maxtasksperchild: Optional[int] = None,
         context: Any = None,
+        *,
+        task_timeout: Optional[float] = None,
+        max_memory_per_child: Optional[int] = None,
     ):
         self._state = INIT
         self._backend = None
@@ -521,16 +551,24 @@ class Pool:
             raise ValueError("maxtasksperchild must be a positive int or None")
         if initializer is not None and not callable(initializer):
             raise TypeError("initializer must be a callable")
+        _check_time_limit(task_timeout, "task_timeout")
+        if max_memory_per_child is not None and (
+            not isinstance(max_memory_per_child, int) or max_memory_per_child <= 0
+        ):
+            raise ValueError("max_memory_per_child must be a positive int (bytes) or None")
         self._processes = processes
-        self._backend = self._make_backend(processes, initializer, tuple(initargs), maxtasksperchild)
+        self._task_timeout = task_timeout
+        self._backend = self._make_backend(
+            processes, initializer, tuple(initargs), maxtasksperchild, max_memory_per_child
+        )
         self._pump = _CallbackPump(self._backend)
         self._state = RUN
         _live_pools.add(self)
 
-    def _make_backend(self, processes, initializer, initargs, maxtasksperchild):
+    def _make_backend(self, processes, initializer, initargs, maxtasksperchild, max_memory_per_child):
         from gopool._core import ProcessBackend
 
-        return ProcessBackend(processes, initializer, initargs, maxtasksperchild)
+        return ProcessBackend(processes, initializer, initargs, maxtasksperchild, max_memory_per_child)
 
     def __repr__(self) -> str:
         cls = type(self)
@@ -556,28 +594,38 @@ class Pool:
         kwds: Dict[str, Any] = {},
         callback: Optional[Callable[[Any], object]] = None,
         error_callback: Optional[Callable[[BaseException], object]] = None,
+        *,
+        timeout: Optional[float] = None,
     ) -> ApplyResult:
-        """Submit ``func(*args, **kwds)``; return its :class:`AsyncResult`."""
+        """Submit ``func(*args, **kwds)``; return its :class:`AsyncResult`.
+
+        ``timeout`` (seconds; default: the pool's ``task_timeout``) limits how
+        long the task may run: past it the worker is killed and replaced, and
+        ``get()`` raises :class:`TimeoutError`.
+        """
         self._check_running()
+        _check_time_limit(timeout, "timeout")
+        if timeout is None:
+            timeout = self._task_timeout
         result = ApplyResult(self, callback, error_callback)
-        self._submit(result, [self._backend.encode(func, args, kwds, ser.MODE_APPLY)])
+        self._submit(result, [self._backend.encode(func, args, kwds, ser.MODE_APPLY)], timeout)
         return result
 
-    def _submit(self, result: ApplyResult, tasks: List[Any]) -> None:
+    def _submit(self, result: ApplyResult, tasks: List[Any], timeout: Optional[float]) -> None:
         if result._pumped:
-            job = self._backend.open_job(True)
+            job = self._backend.open_job(True, timeout)
             result._start(job)
             self._pump.watch(job, result)
             self._backend.add(job, tasks)
             self._backend.seal(job)
         else:
-            result._start(self._backend.submit(tasks, False))
+            result._start(self._backend.submit(tasks, False, timeout))
 
     def _submit_stream(self, result: ApplyResult, tasks: Iterator[Any]) -> None:
         """Submit tasks produced one by one (pickling chunks takes time) in
         growing batches, so that workers start on the first chunk while the
         rest is still being pickled, with few calls into the core."""
-        job = self._backend.open_job(result._pumped)
+        job = self._backend.open_job(result._pumped, self._task_timeout)
         result._start(job)
         if result._pumped:
             self._pump.watch(job, result)
@@ -733,7 +781,7 @@ class ThreadPool(Pool):
                  initargs: Iterable[Any] = ()):
         super().__init__(processes, initializer, initargs)
 
-    def _make_backend(self, processes, initializer, initargs, maxtasksperchild):
+    def _make_backend(self, processes, initializer, initargs, maxtasksperchild, max_memory_per_child):
         from gopool._threads import ThreadBackend
 
         return ThreadBackend(processes, initializer, initargs)

@@ -127,6 +127,26 @@ func PoolSubmitJob(pool int64, notify bool, timeoutMs int, records []byte) (int6
 	return job, p.Seal(job)
 }
 
+// PoolRun submits the tasks in records as one sealed job, like
+// PoolSubmitJob, then collects like PoolCollect for up to waitMs. It
+// returns [flags][8-byte job id][records]: one call for a whole apply() of
+// a short task.
+func PoolRun(pool int64, notify bool, timeoutMs int, records []byte, waitMs int) ([]byte, error) {
+	job, err := PoolSubmitJob(pool, notify, timeoutMs, records)
+	if err != nil {
+		return nil, err
+	}
+	p, err := pools.get(pool)
+	if err != nil {
+		return nil, err
+	}
+	results, done, err := p.Collect(job, 0, millis(waitMs))
+	if err != nil {
+		return nil, err
+	}
+	return encodeResults(results, done, binary.LittleEndian.AppendUint64(nil, uint64(job))), nil
+}
+
 // PoolSeal seals a job.
 func PoolSeal(pool, job int64) (int64, error) {
 	p, err := pools.get(pool)
@@ -152,7 +172,12 @@ func PoolCollect(pool, job int64, max, timeoutMs int) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	size := 1
+	return encodeResults(results, done, nil), nil
+}
+
+// encodeResults writes [flags][header][records] (see PoolCollect).
+func encodeResults(results []gopool.Result, done bool, header []byte) []byte {
+	size := 1 + len(header)
 	for _, r := range results {
 		size += 17 + len(r.Payload)
 	}
@@ -160,24 +185,14 @@ func PoolCollect(pool, job int64, max, timeoutMs int) ([]byte, error) {
 	if done {
 		out[0] = flagJobDone
 	}
+	out = append(out, header...)
 	for _, r := range results {
 		out = binary.LittleEndian.AppendUint64(out, uint64(r.Index))
 		out = append(out, byte(r.Status))
 		out = binary.LittleEndian.AppendUint64(out, uint64(len(r.Payload)))
 		out = append(out, r.Payload...)
 	}
-	return out, nil
-}
-
-// PoolCancel cancels a job and returns how many of its tasks it
-// cancelled; see gopool.Pool.Cancel.
-func PoolCancel(pool, job int64) (int64, error) {
-	p, err := pools.get(pool)
-	if err != nil {
-		return 0, err
-	}
-	n, err := p.Cancel(job)
-	return int64(n), err
+	return out
 }
 
 // PoolDiscard forgets a job whose results nobody will collect.

@@ -215,6 +215,12 @@ class ThreadBackend:
         self.seal(job_id)
         return job_id
 
+    def run(self, task: tuple, timeout: Optional[float]):
+        """Submit one task and collect its result for up to 100 ms."""
+        job_id = self.submit([task], False, timeout)
+        entries, done = self.collect(job_id, 100)
+        return job_id, entries, done
+
     def collect(self, job_id: int, timeout_ms: int):
         with self._cond:
             job = self._jobs.get(job_id)

@@ -585,7 +585,16 @@ class Pool:
 
     def apply(self, func: Callable[..., Any], args: Sequence[Any] = (), kwds: Dict[str, Any] = {}) -> Any:
         """Call ``func(*args, **kwds)`` in a worker and return its result."""
-        return self.apply_async(func, args, kwds).get()
+        self._check_running()
+        task = self._backend.encode(func, args, kwds, ser.MODE_APPLY)
+        job, entries, done = self._backend.run(task, self._task_timeout)
+        result = ApplyResult(self, None, None)
+        result._start(job)
+        for index, ok, value in entries:
+            result._set(index, ok, value)
+        if done:
+            result._complete()
+        return result.get()
 
     def apply_async(
         self,

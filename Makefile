@@ -15,7 +15,7 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 
 build: $(PY)
-	$(PY) -m pip install -q --disable-pip-version-check . pytest pytest-timeout
+	$(PY) -m pip install -q --disable-pip-version-check . pytest pytest-timeout ipython
 
 test: build test-go test-py
 

@@ -99,18 +99,7 @@ func newTestPool(t *testing.T, workers, maxTasks int, init string) *Pool {
 
 func submit(t *testing.T, p *Pool, cmds ...string) int64 {
 	t.Helper()
-	j := p.NewJob(false, 0)
-	payloads := make([][]byte, len(cmds))
-	for i, c := range cmds {
-		payloads[i] = []byte(c)
-	}
-	if err := p.Submit(j, payloads); err != nil {
-		t.Fatal(err)
-	}
-	if err := p.Seal(j); err != nil {
-		t.Fatal(err)
-	}
-	return j
+	return submitJob(t, p, 0, cmds...)
 }
 
 // collectAll returns the job's results by index.

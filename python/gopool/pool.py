@@ -312,24 +312,33 @@ class IMapIterator:
         except StopIteration:
             return None
 
-    def _feed(self, count: int) -> None:
-        """Submit up to count more tasks (buffersize mode, caller's thread)."""
-        tasks = []
-        while self._feeding and len(tasks) < count:
+    def _read_tasks(self, limit: int) -> List[Any]:
+        """Encode up to limit more tasks from the input. At its end, or when
+        it raises (the error is kept for the consumer), the input is
+        exhausted."""
+        tasks: List[Any] = []
+        while len(tasks) < limit:
             try:
                 task = self._next_task()
             except Exception as exc:
                 self._input_error = exc
                 task = None
             if task is None:
-                self._feeding = False
                 self._input_exhausted = True
                 break
             tasks.append(task)
+        return tasks
+
+    def _submit_tasks(self, tasks: List[Any]) -> None:
         if tasks:
             self._backend.add(self._job, tasks)
             self._fed += len(tasks)
-        if not self._feeding:
+
+    def _feed(self, count: int) -> None:
+        """Submit up to count more tasks (buffersize mode, caller's thread)."""
+        self._submit_tasks(self._read_tasks(count))
+        if self._input_exhausted:
+            self._feeding = False
             self._backend.seal(self._job)
 
     def _feed_all(self) -> None:
@@ -339,23 +348,8 @@ class IMapIterator:
         so it goes in batches."""
         batch_size = 64 if self._sized else 1
         try:
-            while True:
-                batch = []
-                while len(batch) < batch_size:
-                    try:
-                        task = self._next_task()
-                    except Exception as exc:
-                        self._input_error = exc
-                        task = None
-                    if task is None:
-                        self._input_exhausted = True
-                        break
-                    batch.append(task)
-                if batch:
-                    self._backend.add(self._job, batch)
-                    self._fed += len(batch)
-                if self._input_exhausted:
-                    break
+            while not self._input_exhausted:
+                self._submit_tasks(self._read_tasks(batch_size))
         except Exception:
             # The pool was terminated or the iterator dropped: stop feeding.
             pass

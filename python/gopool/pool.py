@@ -89,19 +89,33 @@ def _report_callback_error(exc: BaseException) -> None:
 
 
 class WorkerInfo:
-    """What one worker is doing: ``pid`` (a thread ident for ThreadPool),
-    ``tasks_done``, and ``busy``."""
+    """What one worker is doing.
 
-    __slots__ = ("pid", "tasks_done", "busy")
+    ``pid`` (a thread ident in a ThreadPool), ``tasks_done``, ``busy``; for a
+    busy worker, ``function`` (the task's function name), ``index`` (the
+    task's position in its submission: the item of an imap, the chunk of a
+    map, 0 for apply) and ``result`` (the AsyncResult or imap iterator it
+    works for, if still referenced).
+    """
 
-    def __init__(self, pid: int, tasks_done: int, busy: bool):
+    __slots__ = ("pid", "tasks_done", "busy", "function", "index", "result")
+
+    def __init__(self, pid: int, tasks_done: int, busy: bool, function: Optional[str] = None,
+                 index: Optional[int] = None, result: Any = None):
         self.pid = pid
         self.tasks_done = tasks_done
         self.busy = busy
+        self.function = function
+        self.index = index
+        self.result = result
 
     def __repr__(self) -> str:
-        state = "busy" if self.busy else "idle"
+        state = f"busy with {self.function}[{self.index}]" if self.busy else "idle"
         return f"<WorkerInfo pid={self.pid} {state} tasks_done={self.tasks_done}>"
+
+
+def _function_name(func: Any) -> str:
+    return getattr(func, "__qualname__", None) or repr(func)
 
 
 # --------------------------------------------------------------------------
@@ -120,6 +134,7 @@ class ApplyResult:
         self._error_callback = error_callback
         self._done = False
         self._cancelled = False
+        self._function = "?"
         # Only results delivered by the callback thread need an event to
         # wait on; the others are collected by the waiting thread itself.
         self._event = threading.Event() if self._pumped else None
@@ -137,6 +152,8 @@ class ApplyResult:
 
     def _start(self, job: int) -> None:
         self._job = job
+        if self._pool is not None:
+            self._pool._submissions[job] = self
 
     def ready(self) -> bool:
         """Whether the call has completed."""
@@ -275,6 +292,8 @@ class IMapIterator:
         self._backend = pool._backend
         self._lock = threading.Lock()
         self._job = self._backend.open_job(False, pool._task_timeout)
+        self._function = _function_name(func)
+        pool._submissions[self._job] = self
         self._pending: Dict[int, tuple] = {}
         self._arrived: deque = deque()  # unordered: arrival order
         self._next_index = 0
@@ -552,6 +571,9 @@ class Pool:
             raise ValueError("max_memory_per_child must be a positive int (bytes) or None")
         self._processes = processes
         self._task_timeout = task_timeout
+        # What each job was submitted for, while someone holds its result:
+        # lets workers() say what a busy worker is running.
+        self._submissions: "weakref.WeakValueDictionary[int, Any]" = weakref.WeakValueDictionary()
         self._backend = self._make_backend(
             processes, initializer, tuple(initargs), maxtasksperchild, max_memory_per_child
         )
@@ -583,6 +605,7 @@ class Pool:
         task = self._backend.encode(func, args, kwds, ser.MODE_APPLY)
         job, entries, done = self._backend.run(task, self._task_timeout)
         result = ApplyResult(self, None, None)
+        result._function = _function_name(func)
         result._start(job)
         for index, ok, value in entries:
             result._set(index, ok, value)
@@ -611,6 +634,7 @@ class Pool:
         if timeout is None:
             timeout = self._task_timeout
         result = ApplyResult(self, callback, error_callback)
+        result._function = _function_name(func)
         self._submit(result, [self._backend.encode(func, args, kwds, ser.MODE_APPLY)], timeout)
         return result
 
@@ -673,6 +697,7 @@ class Pool:
         if len(iterable) == 0:
             chunksize = 0
         result = MapResult(self, chunksize, len(iterable), callback, error_callback)
+        result._function = _function_name(func)
         if chunksize:
             items = iter(iterable)
             chunks = iter(lambda: tuple(itertools.islice(items, chunksize)), ())
@@ -762,8 +787,16 @@ class Pool:
     # -- introspection -------------------------------------------------------
 
     def workers(self) -> List[WorkerInfo]:
-        """Describe each live worker: its pid, tasks done, and whether it is busy."""
-        return [WorkerInfo(pid, done, job != 0) for pid, done, job, _ in self._backend.workers()]
+        """Describe each live worker: its pid, tasks done, and what it runs."""
+        infos = []
+        for pid, done, job, index in self._backend.workers():
+            if job == 0:
+                infos.append(WorkerInfo(pid, done, False))
+                continue
+            result = self._submissions.get(job)
+            function = getattr(result, "_function", None) if result is not None else None
+            infos.append(WorkerInfo(pid, done, True, function, index, result))
+        return infos
 
     def queued(self) -> int:
         """How many submitted tasks wait for a worker."""

@@ -75,6 +75,16 @@ def _started_waiting(make_process, events, **kwargs):
     return p
 
 
+def _started_sleeping(make_process):
+    """A started Process that has set an Event and sleeps: it may be killed
+    (a child killed inside Event.wait() would break that Event)."""
+    ready = Event()
+    p = make_process(target=pt.set_then_sleep, args=(ready, 60))
+    p.start()
+    assert ready.wait(20), "the child never started"
+    return p
+
+
 # --------------------------------------------------------------------------
 # Exit codes
 
@@ -151,8 +161,8 @@ def test_sys_exit_message_goes_to_stderr_and_exits_1():
     assert proc.returncode == 0
 
 
-def test_terminate_gives_minus_sigterm(make_process, events):
-    p = _started_waiting(make_process, events)
+def test_terminate_gives_minus_sigterm(make_process):
+    p = _started_sleeping(make_process)
     p.terminate()
     p.join(20)
     assert p.exitcode == -signal.SIGTERM
@@ -160,8 +170,8 @@ def test_terminate_gives_minus_sigterm(make_process, events):
     assert repr(p).endswith("stopped exitcode=-SIGTERM>"), repr(p)
 
 
-def test_kill_gives_minus_sigkill(make_process, events):
-    p = _started_waiting(make_process, events)
+def test_kill_gives_minus_sigkill(make_process):
+    p = _started_sleeping(make_process)
     p.kill()
     p.join(20)
     assert p.exitcode == -signal.SIGKILL
@@ -177,8 +187,8 @@ def test_terminate_and_kill_after_exit_are_ignored(make_process):
     assert p.exitcode == 3
 
 
-def test_killed_from_outside(make_process, events):
-    p = _started_waiting(make_process, events)
+def test_killed_from_outside(make_process):
+    p = _started_sleeping(make_process)
     os.kill(p.pid, signal.SIGKILL)
     p.join(20)
     assert p.exitcode == -signal.SIGKILL
@@ -563,6 +573,30 @@ def test_event_shared_with_pool_workers_through_initargs():
     finally:
         pool.terminate()
         pool.join()
+
+
+@pytest.mark.timeout(30)
+def test_event_set_after_a_waiter_was_killed(make_process):
+    # stdlib: the same hang. A child killed inside Event.wait() stays counted
+    # as a sleeper of the Event's Condition, so the next set() waits forever
+    # for it to wake (named semaphores have no owner-death recovery).
+    event, ready = Event(), Event()
+    p = make_process(target=pt.set_then_wait, args=(ready, event))
+    p.start()
+    assert ready.wait(20)
+    sleeping = event._cond._sleeping_count._semlock  # the child's wait() registers here
+    deadline = time.monotonic() + 20
+    while sleeping._get_value() == 0:
+        assert time.monotonic() < deadline, "the child never waited on the event"
+        time.sleep(0.01)
+    p.kill()
+    p.join(20)
+    assert p.exitcode == -signal.SIGKILL
+    setter = threading.Thread(target=event.set, daemon=True)
+    setter.start()
+    setter.join(5)
+    assert not setter.is_alive(), "Event.set() hangs after a waiting child was killed"
+    assert event.is_set() and event.wait(0) is True
 
 
 def test_event_cannot_be_pickled_outside_process_creation():

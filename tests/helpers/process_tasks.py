@@ -41,6 +41,13 @@ def set_then_wait(ready, release, limit=MAX_WAIT):
     release.wait(limit)
 
 
+def set_then_sleep(ready, seconds=MAX_WAIT):
+    """Set ready, then sleep: a child that may be killed without leaving a
+    dead waiter on an Event (the stdlib's Event cannot recover from one)."""
+    ready.set()
+    time.sleep(seconds)
+
+
 def wait_event_report(event, results, limit=MAX_WAIT):
     """Wait on event and put what wait() returned, with the pid, on results."""
     results.put(("waited", event.wait(limit), os.getpid()))

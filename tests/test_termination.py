@@ -476,7 +476,9 @@ def test_workers_show_the_busy_one(pool, tmp_path):
     assert len(workers) == 2
     assert [w.pid for w in workers if w.busy] == [pid]
     assert {w.pid for w in workers} == {w.pid for w in idle}
-    assert f"pid={pid} busy" in repr([w for w in workers if w.busy][0])
+    [busy] = [w for w in workers if w.busy]
+    assert (busy.function, busy.index, busy.result) == ("wait_for_go", 0, r)
+    assert repr(busy).startswith(f"<WorkerInfo pid={pid} busy with wait_for_go[0]")
     open(go, "w").close()
     assert r.get(timeout=20)[1] == pid
     deadline = time.monotonic() + 10
@@ -515,6 +517,7 @@ def test_threadpool_introspection(make_pool):
         queued = [p.apply_async(tasks.square, (i,)) for i in range(2)]
         [worker] = p.workers()
         assert worker.busy
+        assert (worker.function, worker.index, worker.result) == ("_python_loop", 0, r)
         assert worker.pid in {t.ident for t in threading.enumerate()}
         assert p.queued() == 2
     finally:

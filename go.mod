@@ -1,11 +1,13 @@
 module github.com/gopool/gopool
 
-go 1.24
+go 1.24.0
 
 tool (
 	github.com/go-python/gopy
 	golang.org/x/tools/cmd/goimports
 )
+
+require golang.org/x/sys v0.41.0
 
 require (
 	github.com/go-python/gopy v0.5.0 // indirect

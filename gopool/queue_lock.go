@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"os"
-	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -43,9 +42,9 @@ const (
 	// ownerCheckInterval is how long a waiter sleeps before it checks that
 	// the owner is alive: the longest a dead owner blocks the others.
 	ownerCheckInterval = 20 * time.Millisecond
-	// lockSpins is how many times a locker retries before it sleeps: the
-	// lock is normally held for well under a microsecond.
-	lockSpins = 64
+	// lockSpins is how many times a locker retries before it sleeps (a few
+	// microseconds): the lock is normally held for well under one.
+	lockSpins = 2000
 )
 
 // lockerID is what this process stores in a lock word it owns.
@@ -124,17 +123,16 @@ func ownerAlive(word uint64) bool {
 
 func (l robustLock) low() *uint32 { return (*uint32)(unsafe.Pointer(l.word)) }
 
-// lock acquires the lock, waiting until deadline at most. It reports
-// whether it got the lock, and whether it took it over from a dead owner.
-// A deadline in the past still gets a free lock, and still takes over from
-// a dead owner.
-func (l robustLock) lock(deadline time.Time) (ok, recovered bool) {
+// lock acquires the lock, waiting until the deadline at most, but at least
+// lockGrace (it is held briefly, and a waiter must sleep before it may
+// declare the owner dead). It reports whether it got the lock, and whether
+// it took it over from a dead owner.
+func (l robustLock) lock(dl *deadline) (ok, recovered bool) {
 	me := lockerID()
 	if atomic.CompareAndSwapUint64(l.word, 0, me) {
 		return true, false
 	}
-	for i := 0; i < lockSpins; i++ {
-		runtime.Gosched()
+	for i := 0; i < lockSpins; i++ { // busy: see waitChange
 		if atomic.LoadUint64(l.word) == 0 && atomic.CompareAndSwapUint64(l.word, 0, me) {
 			return true, false
 		}
@@ -142,6 +140,10 @@ func (l robustLock) lock(deadline time.Time) (ok, recovered bool) {
 	// From here on we may have slept: take the lock with the waiters bit
 	// set, since others may still be asleep.
 	contended := me | lockWaiters
+	end := time.Now().Add(lockGrace)
+	if dl.timeout > lockGrace {
+		end = dl.time()
+	}
 	for {
 		v := atomic.LoadUint64(l.word)
 		if v == 0 {
@@ -156,7 +158,7 @@ func (l robustLock) lock(deadline time.Time) (ok, recovered bool) {
 			}
 			v |= lockWaiters
 		}
-		wait := time.Until(deadline)
+		wait := time.Until(end)
 		if wait > ownerCheckInterval {
 			wait = ownerCheckInterval
 		}
@@ -167,7 +169,7 @@ func (l robustLock) lock(deadline time.Time) (ok, recovered bool) {
 				return true, true
 			}
 		}
-		if !time.Now().Before(deadline) {
+		if !time.Now().Before(end) {
 			if atomic.CompareAndSwapUint64(l.word, 0, contended) {
 				return true, false
 			}
@@ -180,6 +182,34 @@ func (l robustLock) unlock() {
 	if atomic.SwapUint64(l.word, 0)&lockWaiters != 0 {
 		futexWake(l.low(), 1)
 	}
+}
+
+// lockGrace is the least time a locker waits for a lock, even when its
+// operation must not block.
+const lockGrace = 2 * time.Millisecond
+
+// deadline is an operation's time limit. It reads the clock only when the
+// operation first has to wait: that costs more than an uncontended put.
+type deadline struct {
+	timeout time.Duration
+	at      time.Time
+	set     bool
+}
+
+func newDeadline(timeout time.Duration) *deadline { return &deadline{timeout: timeout} }
+
+// time returns the deadline, counting the timeout from the first call.
+func (d *deadline) time() time.Time {
+	if !d.set {
+		d.at = time.Now().Add(d.timeout)
+		d.set = true
+	}
+	return d.at
+}
+
+// expired reports whether the deadline has passed.
+func (d *deadline) expired() bool {
+	return d.timeout <= 0 || !time.Now().Before(d.time())
 }
 
 // Futex operations on shared memory: not FUTEX_PRIVATE_FLAG, since the
@@ -208,21 +238,28 @@ func futexWake(addr *uint32, n int) {
 // a sleep and wake-up take). flag is the sleepers' flag of addr: set before
 // sleeping, so that whoever changes *addr knows to wake us (see wakeAll).
 // It reports whether *addr changed.
-func waitChange(addr *uint32, val uint32, flag *uint32, deadline time.Time, spin time.Duration) bool {
+func waitChange(addr *uint32, val uint32, flag *uint32, dl *deadline, spin time.Duration) bool {
 	if atomic.LoadUint32(addr) != val {
 		return true
 	}
+	if dl.timeout <= 0 {
+		return false
+	}
+	deadline := dl.time()
 	if spin > 0 {
+		// Busy-wait: a goroutine running a call from Python is locked to
+		// its thread, and runtime.Gosched would hand it between threads.
 		spinEnd := time.Now().Add(spin)
 		if spinEnd.After(deadline) {
 			spinEnd = deadline
 		}
-		for i := 1; ; i++ {
-			runtime.Gosched()
-			if atomic.LoadUint32(addr) != val {
-				return true
+		for {
+			for i := 0; i < 64; i++ {
+				if atomic.LoadUint32(addr) != val {
+					return true
+				}
 			}
-			if i%16 == 0 && !time.Now().Before(spinEnd) {
+			if !time.Now().Before(spinEnd) {
 				break
 			}
 		}

@@ -241,6 +241,22 @@ func TestRetiringWorkerHandsBackItsTasks(t *testing.T) {
 	}
 }
 
+func TestCancelSparesAnotherJobsRunningTask(t *testing.T) {
+	p := newTestPool(t, 1, 0, "")
+	collectAll(t, p, submit(t, p, "echo:warm", "echo:up")) // short tasks: pipelining on
+	head := submit(t, p, "sleep:300")
+	behind := submit(t, p, "echo:behind")
+	if n, err := p.Cancel(behind); err != nil || n != 1 {
+		t.Fatalf("cancel: %d, %v", n, err)
+	}
+	if r := collectAll(t, p, head)[0]; r.Status != StatusOK {
+		t.Fatalf("the other job's running task: %v %q", r.Status, r.Payload)
+	}
+	if r := collectAll(t, p, behind)[0]; r.Status != StatusCancelled {
+		t.Fatalf("the cancelled task: %v", r.Status)
+	}
+}
+
 func TestPipelinedTasksBehindADeathAreRetried(t *testing.T) {
 	p := newTestPool(t, 1, 0, "")
 	collectAll(t, p, submit(t, p, "echo:warm", "echo:up")) // short tasks: pipelining on

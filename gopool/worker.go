@@ -363,6 +363,11 @@ func (p *Pool) timedOut(w *worker, t *task) {
 // those running are stopped by killing their workers (which are replaced).
 // All of them finish with StatusCancelled. Tasks already finished keep
 // their results. It returns how many tasks it cancelled.
+//
+// One case is weaker: a short task already written to a worker busy with
+// another job's task (pipelining) cannot be taken back without killing that
+// other task. It finishes as cancelled now; if the worker reaches it, it
+// runs and its result is dropped.
 func (p *Pool) Cancel(jobID int64) (int, error) {
 	p.mu.Lock()
 	j, ok := p.jobs[jobID]
@@ -380,24 +385,51 @@ func (p *Pool) Cancel(jobID int64) (int, error) {
 	p.queue.removeJob(j, cancel)
 	var kill []*process
 	for w := range p.workers {
-		holds := false
+		p.takeBackUnwrittenLocked(w, j, cancel)
+		if len(w.inflight) > 0 && w.inflight[0].job == j && !w.inflight[0].done {
+			w.unwritable = true // its death hands back what it holds
+			kill = append(kill, w.proc)
+		}
 		for _, t := range w.inflight {
-			if t.job == j && !t.done {
-				holds = true
+			if t.job == j {
 				cancel(t)
 			}
 		}
-		if holds {
-			// It may have started, or be queued in the worker behind a task
-			// that has: either way only its death makes sure it never runs.
-			w.unwritable = true
-			kill = append(kill, w.proc)
-		}
 	}
 	p.sealLocked(j)
+	writers := p.dispatchLocked()
 	p.mu.Unlock()
+	p.deliver(writers)
 	for _, proc := range kill {
 		proc.signal(syscall.SIGKILL)
 	}
 	return cancelled, nil
+}
+
+// takeBackUnwrittenLocked removes j's tasks that are still in w's outbox
+// and hands them to drop: they were never written, so they simply leave
+// the worker.
+func (p *Pool) takeBackUnwrittenLocked(w *worker, j *job, drop func(*task)) {
+	if len(w.outbox) == 0 {
+		return
+	}
+	head := w.inflight[0]
+	keep := w.outbox[:0]
+	for _, t := range w.outbox {
+		if t.job != j {
+			keep = append(keep, t)
+			continue
+		}
+		for i, v := range w.inflight {
+			if v == t {
+				w.inflight = append(w.inflight[:i], w.inflight[i+1:]...)
+				break
+			}
+		}
+		drop(t)
+	}
+	w.outbox = keep
+	if len(w.inflight) > 0 && w.inflight[0] != head {
+		p.startHeadLocked(w, time.Now())
+	}
 }

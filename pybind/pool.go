@@ -195,6 +195,17 @@ func encodeResults(results []gopool.Result, done bool, header []byte) []byte {
 	return out
 }
 
+// PoolCancel cancels a job and returns how many of its tasks it
+// cancelled; see gopool.Pool.Cancel.
+func PoolCancel(pool, job int64) (int64, error) {
+	p, err := pools.get(pool)
+	if err != nil {
+		return 0, err
+	}
+	n, err := p.Cancel(job)
+	return int64(n), err
+}
+
 // PoolDiscard forgets a job whose results nobody will collect.
 func PoolDiscard(pool, job int64) (int64, error) {
 	p, err := pools.get(pool)

@@ -584,9 +584,10 @@ def test_event_set_after_a_waiter_was_killed(make_process):
     p = make_process(target=pt.set_then_wait, args=(ready, event))
     p.start()
     assert ready.wait(20)
-    sleeping = event._cond._sleeping_count._semlock  # the child's wait() registers here
+    # The child's main thread sleeps in a futex once it is inside wait().
+    wchan = f"/proc/{p.pid}/wchan"
     deadline = time.monotonic() + 20
-    while sleeping._get_value() == 0:
+    while "futex" not in open(wchan).read():
         assert time.monotonic() < deadline, "the child never waited on the event"
         time.sleep(0.01)
     p.kill()

@@ -1,23 +1,93 @@
 """``Event``, ``Lock`` and friends, shareable with gopool's Process and Pool
 workers through inheritance.
 
-For now these are the stdlib's objects from its 'spawn' context (named POSIX
-semaphores), which processes that gopool starts by fork+exec can open.
+``Event`` lives in the Go core: a flag in an anonymous shared memory file,
+waited on with a futex. A waiter that is killed leaves nothing behind, so
+``set()`` never hangs (the stdlib's can, when a waiter died inside
+``wait()``).
+
+The locks, semaphores, conditions and barriers are for now the stdlib's
+objects from its 'spawn' context (named POSIX semaphores), which processes
+that gopool starts by fork+exec can open; a process killed while holding
+one leaves it held, as with the stdlib.
 """
 
 from __future__ import annotations
 
 import multiprocessing
-from typing import Any
+import time
+import weakref
+from multiprocessing import context
+from typing import Any, Optional
+
+from gopool._core import SLICE_MS, _call, _lib, check_not_forked, in_forked_child
 
 __all__ = ["Event", "Lock", "RLock", "Semaphore", "BoundedSemaphore", "Condition", "Barrier"]
 
 _context = multiprocessing.get_context("spawn")
 
 
-def Event() -> Any:
-    """A process-shared event flag (``multiprocessing.Event``)."""
-    return _context.Event()
+class Event:
+    """A process-shared event flag with the API of ``multiprocessing.Event``
+    (and ``threading.Event``): ``set``, ``clear``, ``is_set``, ``wait``."""
+
+    def __init__(self) -> None:
+        check_not_forked()
+        self._id = int(_call(_lib().EventNew))
+        self._finalizer = weakref.finalize(self, _release, self._id)
+
+    def is_set(self) -> bool:
+        """Whether the flag is set."""
+        check_not_forked()
+        return bool(_call(_lib().EventIsSet, self._id))
+
+    def set(self) -> None:
+        """Set the flag and wake every waiter."""
+        check_not_forked()
+        _call(_lib().EventSet, self._id)
+
+    def clear(self) -> None:
+        """Clear the flag."""
+        check_not_forked()
+        _call(_lib().EventClear, self._id)
+
+    def wait(self, timeout: Optional[float] = None) -> bool:
+        """Wait until the flag is set or timeout seconds pass; return the flag."""
+        deadline = None if timeout is None else time.monotonic() + max(0.0, timeout)
+        while True:
+            left_ms = SLICE_MS
+            if deadline is not None:
+                left_ms = min(SLICE_MS, max(0, int((deadline - time.monotonic()) * 1000)))
+            check_not_forked()
+            if _call(_lib().EventWait, self._id, left_ms):
+                return True
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
+
+    def __reduce__(self):
+        context.assert_spawning(self)  # RuntimeError outside process creation
+        fd = int(_call(_lib().EventFd, self._id))
+        return (_open_event, (context.get_spawning_popen().duplicate_for_child(fd),))
+
+    def __repr__(self) -> str:
+        state = "set" if self.is_set() else "unset"
+        return f"<{type(self).__qualname__} at {id(self):#x} {state}>"
+
+
+def _open_event(fd: int) -> Event:
+    event = Event.__new__(Event)
+    check_not_forked()
+    event._id = int(_call(_lib().EventOpen, fd))
+    event._finalizer = weakref.finalize(event, _release, event._id)
+    return event
+
+
+def _release(event_id: int) -> None:
+    if not in_forked_child():
+        try:
+            _call(_lib().EventRelease, event_id)
+        except Exception:
+            pass
 
 
 def Lock() -> Any:

@@ -34,6 +34,7 @@ demo: build
 bench: build
 	$(PY) -m pip install -q --disable-pip-version-check faster-fifo
 	$(PY) tests/bench/bench_pool.py --rounds 3 --write build/bench_pool.md
+	$(PY) tests/bench/bench_queue.py --rounds 2 --write build/bench_queue.md
 
 clean:
 	rm -rf $(VENV) build python/gopool/_gobind

@@ -26,8 +26,9 @@ import (
 // runs past the end of the ring continues at its start in memory. The file
 // is sparse: pages exist only once written, so the reservation costs address
 // space, not memory. Producers go back to the start of the ring whenever what
-// is in flight allows it (see hotWindow), so a queue that keeps little in
-// flight reuses the same few pages; pages beyond the hot window are returned
+// is in flight allows it (the hot window: a few times what is in flight,
+// from 1 to 64 MiB), so a queue reuses the same pages lap after lap; pages
+// beyond the hot window are returned
 // to the system (punched out of the file) once consumed.
 //
 // # Records and positions
@@ -67,7 +68,8 @@ type Queue struct {
 	hdrSize  uint32
 	size     uint32 // ring size, a power of two
 	mask     uint32
-	hot      uint32 // hot window, see hotWindow
+	minHot   uint32 // bounds of the hot window, see appendLocked
+	maxHot   uint32
 	maxItems uint32 // 0: unbounded
 	maxItem  int    // largest payload
 
@@ -80,6 +82,9 @@ type Queue struct {
 	spaceWaiters *uint32
 	done         *uint32
 	joinWaiters  *uint32
+	hints        *[2]uint32
+	passed       *[2]uint32
+	hot          *uint32 // the hot window, written by producers
 
 	mu     sync.RWMutex // operations hold it shared; Close exclusively
 	closed bool
@@ -109,10 +114,13 @@ const (
 	kindItem  = 1
 	kindSkip  = 2
 
-	// hotWindow: a producer whose record would end beyond this offset of
-	// the ring goes back to offset 0 if what is in flight allows it, so
-	// that a queue with little in flight keeps reusing the same pages.
-	hotWindow = 4 << 20
+	// The hot window: a producer whose record would end beyond this offset
+	// of the ring goes back to offset 0 if what is in flight allows it, so
+	// that the queue keeps reusing the same pages (fresh pages of a memory
+	// file cost about 1 ms per MiB to fault in and punch out). It adapts to
+	// what is in flight, between these bounds (and a quarter of the ring).
+	minHotWindow = 1 << 20
+	maxHotWindow = 64 << 20
 	// releaseBatch: consumed pages beyond the hot window are punched out of
 	// the file in batches of at least this many bytes.
 	releaseBatch = 256 << 10
@@ -140,7 +148,10 @@ const (
 	offSpaceWaiters = 384
 	offDone         = 448
 	offJoinWaiters  = 512
-	headerUsed      = 576
+	offHints        = 576 // two u32: skip records written by producers (see liveHoles)
+	offPassed       = 640 // two u32: skip records passed by consumers (see releaseLocked)
+	offHot          = 648 // u32: the hot window (see appendLocked)
+	headerUsed      = 704
 )
 
 var (
@@ -279,7 +290,8 @@ func mapQueue(file *os.File, hdr, size int) (*Queue, error) {
 		hdrSize: uint32(hdr),
 		size:    uint32(size),
 		mask:    uint32(size - 1),
-		hot:     uint32(min(hotWindow, size/4)),
+		minHot:  uint32(min(minHotWindow, size/4)),
+		maxHot:  uint32(min(maxHotWindow, size/4)),
 		maxItem: size - recHeader - int(pageSize()),
 	}
 	field := func(off int) unsafe.Pointer { return unsafe.Add(base, off) }
@@ -294,6 +306,9 @@ func mapQueue(file *os.File, hdr, size int) (*Queue, error) {
 	q.spaceWaiters = (*uint32)(field(offSpaceWaiters))
 	q.done = (*uint32)(field(offDone))
 	q.joinWaiters = (*uint32)(field(offJoinWaiters))
+	q.hints = (*[2]uint32)(field(offHints))
+	q.passed = (*[2]uint32)(field(offPassed))
+	q.hot = (*uint32)(field(offHot))
 	return q, nil
 }
 
@@ -306,6 +321,7 @@ func (q *Queue) init(maxItems uint32) {
 	le.PutUint32(h[offHeaderSize:], q.hdrSize)
 	le.PutUint32(h[offRingSize:], q.size)
 	le.PutUint32(h[offMaxItems:], maxItems)
+	atomic.StoreUint32(q.hot, q.minHot)
 	atomic.StoreUint64((*uint64)(q.base), queueMagic)
 }
 
@@ -455,8 +471,9 @@ func (q *Queue) catchUp(dl *deadline) bool {
 	}
 	h := atomic.LoadUint64(q.head)
 	pos := uint32(h)
-	if avail := uint32(atomic.LoadUint64(q.tail)) - pos; avail > 0 && avail <= q.size {
+	if avail := uint32(atomic.LoadUint64(q.tail)) - pos; avail > 0 && avail <= 2*q.size {
 		if length, kind := q.readHeader(pos & q.mask); kind == kindSkip && length <= avail && length&7 == 0 {
+			q.passHole(pos)
 			pos += length
 			atomic.StoreUint64(q.head, h&^0xffffffff|uint64(pos))
 		}
@@ -469,31 +486,56 @@ func (q *Queue) catchUp(dl *deadline) bool {
 // appendLocked writes as many of items as fit (by count and by room) and
 // publishes them with one store of tail. It returns how many it wrote, and
 // whether it stopped for want of room in the ring. The caller holds wlock.
+//
+// Where a record goes: after the previous one, unless
+//   - it would end beyond the hot window, what is in flight is at most
+//     half of what precedes it in this lap, and no skip record is in
+//     flight: then back to offset 0 (a skip record ends the lap), whose
+//     pages are still mapped;
+//   - it does not fit because the oldest records of the lap it left are
+//     still in flight (the consumers are slow, or stopped): then it jumps
+//     over them (a second skip record) to the room the first skip left at
+//     the end of the ring. So going back early never costs room: the
+//     queue can still fill the whole ring.
 func (q *Queue) appendLocked(items [][]byte) (n int, noRoom bool) {
 	t := atomic.LoadUint64(q.tail)
 	pos, count := uint32(t), uint32(t>>32)
 	h := atomic.LoadUint64(q.head)
-	empty := uint32(h) == pos
-	taken := uint32(h >> 32)
+	head, taken := uint32(h), uint32(h>>32)
 	rel := atomic.LoadUint32(q.released)
+	holes, nh := q.liveHoles(head, pos)
 	for _, it := range items {
 		if q.maxItems != 0 && count-taken >= q.maxItems {
 			break
 		}
 		need := align8(recHeader + uint32(len(it)))
-		start := pos
 		off := pos & q.mask
-		if empty && off != 0 && off+need > q.hot && pos-rel+need <= off {
-			// Back to the start of the ring, whose pages are still mapped:
-			// skip the rest of this lap. Room: the new tail is
-			// pos+(size-off)+need, at most rel+size as pos-rel+need <= off.
-			// Only an empty queue goes back, so that the skip is the next
-			// record to take and catchUp can always take it: otherwise the
-			// data before it would keep the rest of the ring out of reach.
-			q.putHeader(off, q.size-off, kindSkip)
-			start = pos + (q.size - off)
+		start, placed := pos, false
+		// A skip record's header at pos must fit too.
+		canSkip := q.fits(rel, pos, holes[:nh], pos, recHeader)
+		if canSkip && nh == 0 && off != 0 && off+need > atomic.LoadUint32(q.hot) && pos-head <= off/2 {
+			back := pos + (q.size - off)
+			if q.fits(rel, pos+recHeader, holes[:nh], back, need) {
+				q.adaptHot(rel, pos, pos-head+need)
+				q.putHeader(off, q.size-off, kindSkip)
+				holes[nh] = q.addHole(pos, q.size-off, holes[:nh])
+				nh++
+				start, placed = back, true
+			}
 		}
-		if start-rel+need > q.size {
+		if !placed && q.fits(rel, pos, holes[:nh], pos, need) {
+			placed = true
+		}
+		if !placed && canSkip && nh == 1 {
+			over := holes[0].at + recHeader + q.size // just after that skip record, a lap later
+			if uint64(over-rel) >= uint64(pos-rel)+recHeader && q.fits(rel, pos+recHeader, holes[:nh], over, need) {
+				q.putHeader(off, over-pos, kindSkip)
+				holes[nh] = q.addHole(pos, over-pos, holes[:nh])
+				nh++
+				start, placed = over, true
+			}
+		}
+		if !placed {
 			noRoom = true
 			break
 		}
@@ -503,12 +545,114 @@ func (q *Queue) appendLocked(items [][]byte) (n int, noRoom bool) {
 		pos = start + need
 		count++
 		n++
-		empty = false
 	}
 	if n > 0 {
 		atomic.StoreUint64(q.tail, uint64(count)<<32|uint64(pos))
 	}
 	return n, noRoom
+}
+
+// adaptHot sets the hot window, as a producer goes back to the start of
+// the ring with inFlight bytes in flight (its next record included): four
+// times that, so that the consumers can take what is in flight while the
+// producers fill the next lap, within the bounds. It shrinks by halves,
+// punching out the pages it gives up (but those of records in flight,
+// from rel to pos). The caller holds wlock.
+func (q *Queue) adaptHot(rel, pos, inFlight uint32) {
+	w := atomic.LoadUint32(q.hot)
+	want := q.minHot
+	for want < q.maxHot && want < 4*inFlight {
+		want <<= 1
+	}
+	switch {
+	case want > w:
+		atomic.StoreUint32(q.hot, want)
+	case want < w/2 && w/2 >= q.minHot:
+		atomic.StoreUint32(q.hot, w/2)
+		punch := [][2]uint32{{w / 2, w}}
+		for _, r := range q.physical(rel, pos+recHeader-rel, nil) {
+			punch = cut(punch, q.pages(r))
+		}
+		q.punchRanges(punch)
+	}
+}
+
+// A hole is a skip record in flight: the positions after its header, up to
+// at+length, hold nothing (their pages may hold later records, after a
+// jump).
+type hole struct{ at, length uint32 }
+
+// liveHoles returns the skip records named by the hints that are in flight
+// between head and tail, oldest first. A hint is written before the skip
+// record it names is published, so one left by a producer that died is
+// beyond tail, or names a record that is no skip: it is ignored.
+func (q *Queue) liveHoles(head, tail uint32) (holes [2]hole, n int) {
+	for i := range q.hints {
+		x := atomic.LoadUint32(&q.hints[i])
+		if x-head >= tail-head {
+			continue
+		}
+		length, kind := q.readHeader(x & q.mask)
+		if kind != kindSkip || length < recHeader || length&7 != 0 || length > tail-x {
+			continue
+		}
+		holes[n] = hole{x, length}
+		n++
+	}
+	if n == 2 && holes[1].at-head < holes[0].at-head {
+		holes[0], holes[1] = holes[1], holes[0]
+	}
+	return holes, n
+}
+
+// addHole records a new skip record at x in a hint slot that names none
+// of the live holes, and returns it as a hole.
+func (q *Queue) addHole(x, length uint32, live []hole) hole {
+	for i := range q.hints {
+		slot := atomic.LoadUint32(&q.hints[i])
+		used := false
+		for _, h := range live {
+			used = used || h.at == slot
+		}
+		if !used {
+			atomic.StoreUint32(&q.hints[i], x)
+			break
+		}
+	}
+	return hole{x, length}
+}
+
+// fits reports whether a record of need bytes at position start would
+// leave every record in flight intact: those between rel and end, but for
+// the holes. Positions are compared as offsets from rel; a record in
+// flight at p occupies the ring's bytes at p, p+size and p+2*size.
+func (q *Queue) fits(rel, end uint32, holes []hole, start, need uint32) bool {
+	size := uint64(q.size)
+	s := uint64(start - rel)
+	e := s + uint64(need)
+	if e > 2*size {
+		return false
+	}
+	from := uint64(0)
+	check := func(a, b uint64) bool {
+		for k := uint64(1); k <= 2; k++ {
+			if a+k*size < e && s < b+k*size {
+				return false
+			}
+		}
+		return true
+	}
+	for _, h := range holes {
+		hs := uint64(h.at + recHeader - rel)
+		if hs > from && !check(from, hs) {
+			return false
+		}
+		from = uint64(h.at + h.length - rel)
+	}
+	if last := uint64(end - rel); last > from && !check(from, last) {
+		return false
+	}
+	return true
 }
 
 func (q *Queue) putHeader(off, length, kind uint32) {
@@ -576,7 +720,7 @@ func (q *Queue) takeLocked(dst []byte, limit int, framed bool) (items, n int, er
 	h := atomic.LoadUint64(q.head)
 	pos, count := uint32(h), uint32(h>>32)
 	avail := uint32(atomic.LoadUint64(q.tail)) - pos
-	if avail > q.size {
+	if avail > 2*q.size {
 		return 0, 0, ErrQueueCorrupt
 	}
 	for items < limit && avail > 0 {
@@ -586,6 +730,10 @@ func (q *Queue) takeLocked(dst []byte, limit int, framed bool) (items, n int, er
 			if length < recHeader || length > avail || length&7 != 0 {
 				return 0, 0, ErrQueueCorrupt
 			}
+			if items > 0 {
+				break // one skip record per call: see passHole
+			}
+			q.passHole(pos)
 			pos += length
 			avail -= length
 			continue
@@ -621,54 +769,130 @@ func (q *Queue) takeLocked(dst []byte, limit int, framed bool) (items, n int, er
 	return items, n, nil
 }
 
+// passHole is called by a consumer about to pass the skip record at x:
+// it releases what was consumed before (so that no earlier passed skip
+// record is pending), then notes x in a free slot of passed, for
+// releaseLocked, before head moves past it. The caller holds rlock.
+func (q *Queue) passHole(x uint32) {
+	q.releaseLocked(uint32(atomic.LoadUint64(q.head)), true)
+	rel := atomic.LoadUint32(q.released)
+	for i := range q.passed {
+		// A slot is free unless it names a skip record between released
+		// and x: passed, its skipped part not yet released.
+		if y := atomic.LoadUint32(&q.passed[i]); y-rel >= x-rel {
+			atomic.StoreUint32(&q.passed[i], x)
+			return
+		}
+	}
+	atomic.StoreUint32(&q.passed[0], x)
+}
+
 // releaseLocked lets producers reuse the ring up to pos (rounded down to a
 // page), punching consumed pages beyond the hot window out of the file.
 // Unless force is set, it waits until that is worth a system call. The
 // caller holds rlock.
+//
+// The released range may span skipped laps whose pages hold records still
+// in flight (after a jump): those pages, and any page with a byte of a
+// record in flight, are kept.
 func (q *Queue) releaseLocked(pos uint32, force bool) {
 	rel := atomic.LoadUint32(q.released)
 	target := pos &^ (pageSize() - 1)
 	n := target - rel
-	if n == 0 || n > q.size {
+	if n == 0 || n > 2*q.size {
 		return
 	}
-	if q.coldBytes(rel, n) > 0 {
-		if n < releaseBatch && !force {
+	punch := q.physical(rel, n, nil)
+	punch = cut(punch, [2]uint32{0, atomic.LoadUint32(q.hot)}) // the hot window stays
+	head := uint32(atomic.LoadUint64(q.head))
+	tail := uint32(atomic.LoadUint64(q.tail))
+	holes, nh := q.liveHoles(head, tail)
+	from := head
+	keep := func(a, b uint32) { // positions [a, b) are in flight
+		for _, r := range q.physical(a, b-a, nil) {
+			punch = cut(punch, q.pages(r))
+		}
+	}
+	for _, h := range holes[:nh] {
+		if h.at+recHeader != from {
+			keep(from, h.at+recHeader)
+		}
+		from = h.at + h.length
+	}
+	if tail != from {
+		keep(from, tail)
+	}
+	// Nor are the skipped parts of laps: a producer that has not yet seen
+	// the consumers pass a skip record may be writing there right now
+	// (its jump), records it has not published.
+	for i := range q.passed {
+		x := atomic.LoadUint32(&q.passed[i])
+		if x-rel >= n {
+			continue
+		}
+		if length, kind := q.readHeader(x & q.mask); kind == kindSkip && length >= recHeader {
+			keep(x+recHeader, x+length)
+		}
+	}
+	var bytes uint32
+	for _, r := range punch {
+		bytes += r[1] - r[0]
+	}
+	if bytes > 0 {
+		if bytes < releaseBatch && !force {
 			return
 		}
-		q.punch(rel, n)
+		q.punchRanges(punch)
 	}
 	atomic.StoreUint32(q.released, target)
 }
 
-// coldBytes returns how many of the n bytes from position pos lie beyond
-// the hot window; punch frees them.
-func (q *Queue) coldBytes(pos, n uint32) uint32 {
-	var cold uint32
-	q.coldSegments(pos, n, func(off, length uint32) { cold += length })
-	return cold
+// pages returns the whole pages that hold ring bytes r[0] to r[1].
+func (q *Queue) pages(r [2]uint32) [2]uint32 {
+	page := pageSize()
+	return [2]uint32{r[0] &^ (page - 1), min((r[1]+page-1)&^(page-1), q.size)}
 }
 
-func (q *Queue) punch(pos, n uint32) {
-	q.coldSegments(pos, n, func(off, length uint32) {
-		// Best effort: if the file system cannot punch, the pages stay.
-		_ = unix.Fallocate(int(q.file.Fd()), unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE,
-			int64(q.hdrSize)+int64(off), int64(length))
-	})
-}
-
-// coldSegments calls f for each ring range (offset, length) of the n bytes
-// from position pos that lies beyond the hot window.
-func (q *Queue) coldSegments(pos, n uint32, f func(off, length uint32)) {
-	start := pos & q.mask
-	for n > 0 {
-		end := min(start+n, q.size)
-		if s := max(start, q.hot); end > s {
-			f(s, end-s)
+// punchRanges returns the ring's pages in ranges to the system.
+func (q *Queue) punchRanges(ranges [][2]uint32) {
+	for _, r := range ranges {
+		if r[1] > r[0] {
+			// Best effort: if the file system cannot punch, the pages stay.
+			_ = unix.Fallocate(int(q.file.Fd()), unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE,
+				int64(q.hdrSize)+int64(r[0]), int64(r[1]-r[0]))
 		}
-		n -= end - start
-		start = 0
 	}
+}
+
+// physical appends the ring ranges [from, to) of the n bytes from position
+// pos to out.
+func (q *Queue) physical(pos, n uint32, out [][2]uint32) [][2]uint32 {
+	if n >= q.size {
+		return append(out, [2]uint32{0, q.size})
+	}
+	s := pos & q.mask
+	if s+n <= q.size {
+		return append(out, [2]uint32{s, s + n})
+	}
+	return append(out, [2]uint32{s, q.size}, [2]uint32{0, s + n - q.size})
+}
+
+// cut removes the range r from the ranges in set.
+func cut(set [][2]uint32, r [2]uint32) [][2]uint32 {
+	out := set[:0:0]
+	for _, x := range set {
+		if r[1] <= x[0] || x[1] <= r[0] {
+			out = append(out, x)
+			continue
+		}
+		if x[0] < r[0] {
+			out = append(out, [2]uint32{x[0], r[0]})
+		}
+		if r[1] < x[1] {
+			out = append(out, [2]uint32{r[1], x[1]})
+		}
+	}
+	return out
 }
 
 var pageSizeOnce = sync.OnceValue(func() uint32 { return uint32(os.Getpagesize()) })

@@ -9,6 +9,7 @@ import (
 	"math/rand"
 	"os"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -464,7 +465,7 @@ func TestQueueOrderSingleConsumer(t *testing.T) {
 // ring (leaving a skip record) still has the whole ring when the consumer
 // stops taking.
 func TestQueueRewindKeepsRoom(t *testing.T) {
-	q := newTestQueue(t, QueueOptions{RingSize: 1 << 20}) // hot window 256 KiB
+	q := newTestQueue(t, QueueOptions{RingSize: 1 << 20}) // hot window 256 KiB at most
 	item := make([]byte, 4000)
 	for i := 0; i < 70; i++ { // beyond the hot window, with an empty queue
 		mustPut(t, q, item)
@@ -478,6 +479,130 @@ func TestQueueRewindKeepsRoom(t *testing.T) {
 	}
 	for i := 0; i < put; i++ {
 		mustGet(t, q)
+	}
+}
+
+// TestQueueJumpOverStalledLap: a producer goes back to the start of the
+// ring with records of the lap it leaves still in flight; the consumer
+// then stops taking. The producer jumps over those records and can still
+// fill most of the ring, and everything comes out in order.
+func TestQueueJumpOverStalledLap(t *testing.T) {
+	q := newTestQueue(t, QueueOptions{RingSize: 1 << 22}) // hot window 1 MiB at most
+	rng := rand.New(rand.NewSource(3))
+	var seq, want uint64
+	take := func() {
+		t.Helper()
+		_, s, err := verify(mustGet(t, q))
+		if err != nil || s != want {
+			t.Fatalf("got item %d (%v), want %d", s, err, want)
+		}
+		want++
+	}
+	put := func(size int) error {
+		err := q.Put(checked(0, seq, size, rng), 0)
+		if err == nil {
+			seq++
+		}
+		return err
+	}
+	for round := 0; round < 20; round++ {
+		// Stream with a few records in flight, past the hot window.
+		for i := 0; i < 400; i++ {
+			if err := put(16 + rng.Intn(4000)); err != nil {
+				t.Fatal(err)
+			}
+			if seq-want > 3 {
+				take()
+			}
+		}
+		// Stall the consumer: the producer fills the ring.
+		inFlight := 0
+		for {
+			size := 16 + rng.Intn(60000)
+			if put(size) != nil {
+				break
+			}
+			inFlight += size
+		}
+		if inFlight < q.RingSize()*3/4 {
+			t.Fatalf("round %d: ring full with only %d bytes put since the stall", round, inFlight)
+		}
+		if held := int(q.Len()); held != int(seq-want) {
+			t.Fatalf("Len = %d, want %d", held, seq-want)
+		}
+		for want < seq {
+			take()
+		}
+	}
+}
+
+// check walks the records in flight and checks that they are well formed
+// and as many as the counts say.
+func (q *Queue) check() error {
+	h := atomic.LoadUint64(q.head)
+	t := atomic.LoadUint64(q.tail)
+	pos, end := uint32(h), uint32(t)
+	var items uint32
+	for pos != end {
+		if end-pos > 2*q.size {
+			return fmt.Errorf("record at %x beyond tail %x", pos, end)
+		}
+		switch length, kind := q.readHeader(pos & q.mask); kind {
+		case kindSkip:
+			pos += length
+		case kindItem:
+			pos += align8(recHeader + length)
+			items++
+		default:
+			return fmt.Errorf("bad record kind %d at %x (head %x, tail %x)", kind, pos, uint32(h), end)
+		}
+	}
+	if items != uint32(t>>32)-uint32(h>>32) {
+		return fmt.Errorf("%d records for %d items", items, uint32(t>>32)-uint32(h>>32))
+	}
+	return nil
+}
+
+// TestQueueRandomOps puts and takes items of random sizes (some a quarter
+// of the ring) at random, on bounded queues of a small ring: rewinds,
+// jumps, full rings and full queues. After every operation the records in
+// flight are checked, and every item comes out intact and in order.
+func TestQueueRandomOps(t *testing.T) {
+	for seed := int64(0); seed < 150; seed++ {
+		q, err := NewQueue(QueueOptions{MaxItems: int(10 + seed%150), RingSize: 1 << 20})
+		if err != nil {
+			t.Fatal(err)
+		}
+		rng := rand.New(rand.NewSource(seed))
+		var seq, want uint64
+		buf := make([]byte, 1<<20)
+		bias := 1 + rng.Intn(3) // more puts than gets: full queues and rings
+		for op := 0; op < 3000; op++ {
+			if rng.Intn(bias+1) != 0 {
+				size := 16 + rng.Intn(2000)
+				if rng.Intn(20) == 0 {
+					size = 16 + rng.Intn(256<<10)
+				}
+				if err := q.Put(checked(0, seq, size, rng), 0); err == nil {
+					seq++
+				} else if err != ErrQueueFull {
+					t.Fatalf("seed %d op %d: put: %v", seed, op, err)
+				}
+			} else if want < seq {
+				n, err := q.Get(buf, 0)
+				if err != nil {
+					t.Fatalf("seed %d op %d: get: %v", seed, op, err)
+				}
+				if _, s, err := verify(buf[:n]); err != nil || s != want {
+					t.Fatalf("seed %d op %d: got item %d (%v), want %d", seed, op, s, err, want)
+				}
+				want++
+			}
+			if err := q.check(); err != nil {
+				t.Fatalf("seed %d op %d: %v", seed, op, err)
+			}
+		}
+		q.Close()
 	}
 }
 
@@ -503,7 +628,7 @@ func TestQueueMemoryFollowsData(t *testing.T) {
 	for i := 0; i < 512; i++ {
 		mustGet(t, q)
 	}
-	if b := fileBytes(t, q.Fd()); b > hotWindow+2*releaseBatch+int64(headerSize()) {
+	if b := fileBytes(t, q.Fd()); b > int64(atomic.LoadUint32(q.hot))+2*releaseBatch+int64(headerSize()) {
 		t.Fatalf("%d bytes still in use after the queue emptied", b)
 	}
 	// Streaming with one item in flight: 200 MiB through, memory stays put.
@@ -511,7 +636,7 @@ func TestQueueMemoryFollowsData(t *testing.T) {
 		mustPut(t, q, item)
 		mustGet(t, q)
 	}
-	if b := fileBytes(t, q.Fd()); b > hotWindow+2*releaseBatch+int64(headerSize()) {
+	if b := fileBytes(t, q.Fd()); b > int64(atomic.LoadUint32(q.hot))+2*releaseBatch+int64(headerSize()) {
 		t.Fatalf("%d bytes in use after streaming", b)
 	}
 }

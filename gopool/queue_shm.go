@@ -25,23 +25,29 @@ import (
 // default). The ring is mapped twice, back to back, so that a record that
 // runs past the end of the ring continues at its start in memory. The file
 // is sparse: pages exist only once written, so the reservation costs address
-// space, not memory. Producers go back to the start of the ring whenever what
-// is in flight allows it (the hot window: a few times what is in flight,
-// from 1 to 64 MiB), so a queue reuses the same pages lap after lap; pages
-// beyond the hot window are returned
-// to the system (punched out of the file) once consumed.
+// space, not memory. Producers go back to the start of the ring whenever
+// what is in flight allows it (the hot window: four times what is in
+// flight, from 1 to 64 MiB), so a queue reuses the same pages lap after
+// lap; consumed pages beyond the hot window are returned to the system
+// (punched out of the file).
 //
 // # Records and positions
 //
 // A record is an 8-byte header (payload length, kind) and its payload,
-// padded to 8 bytes. Positions count bytes modulo 2^32 (a multiple of the
-// ring size); the ring offset of a position is position mod RingSize.
+// padded to 8 bytes; a skip record says where the next record is (the
+// producer went back to the start of the ring, or jumped over a stalled
+// lap: see appendLocked). Positions count bytes modulo 2^32 (a multiple of
+// the ring size); the ring offset of a position is position mod RingSize.
+// What is in flight spans less than two laps of positions, and two
+// records in flight never share a byte of the ring.
 //
 // The producers' state is one 64-bit word, tail: items ever put (mod 2^32)
 // in the high half, the position after the last committed record in the low
 // half. The consumers' state is head, the same for items taken. A third
 // word, released, is the position up to which consumed space may be
-// reused; it trails head by less than releaseBatch.
+// reused; it trails head by less than releaseBatch, and a page of the ring
+// is punched only when no record in flight, and no place a producer may be
+// jumping to, has a byte in it.
 //
 // # Locking and crash safety
 //

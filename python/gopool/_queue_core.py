@@ -24,7 +24,7 @@ import weakref
 from collections import ChainMap
 from multiprocessing.reduction import ForkingPickler
 from queue import Empty, Full
-from typing import Any, Iterable, List, Optional
+from typing import Any, List, Optional
 
 from gopool import _serialize as ser
 from gopool._core import SLICE_MS, _translate, check_not_forked
@@ -42,7 +42,6 @@ _BYTES_TAIL = b"\x94."
 
 DEFAULT_BUFFER = 1 << 20  # a thread's buffer: memory is used only as far as written
 KEEP_BUFFER = 16 << 20  # a larger buffer is dropped after use
-BATCH_BYTES = 4 << 20  # get_many reads at most about this much per call
 
 # Messages of the core's errors (gopool/queue_shm.go).
 _TOO_LARGE = "queue: item too large"
@@ -489,8 +488,3 @@ def _release_queue(queue_id: int) -> None:
             _lib().QueueRelease(queue_id)
         except Exception:
             pass
-
-
-def dumps_many(items: Iterable[Any]) -> List[bytes]:
-    """Pickle each item (see dumps)."""
-    return [dumps(obj) for obj in items]

@@ -31,6 +31,11 @@ Differences from the stdlib (which buffers items in a feeder thread):
   even under ``python -O``.
 - Extensions: ``put_many(items)`` and ``get_many(max_items, timeout)`` move
   many items in one call into the core.
+- Each process that uses a queue maps about 2 GiB of address space for it
+  (its ring, twice): a process with a smaller address-space limit
+  (``RLIMIT_AS``) cannot use it. Memory is used for what is in flight,
+  plus the pages the queue keeps reusing (1 to 64 MiB, four times what is
+  usually in flight).
 - A queue cannot be used in a child made by a bare ``os.fork()`` (the
   stdlib's 'fork' start method included): gopool's Go core does not survive
   ``fork()``, so its methods raise ``gopool.ForkedChildError`` there.

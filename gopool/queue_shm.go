@@ -423,9 +423,10 @@ func (q *Queue) PutBatch(items [][]byte, timeout time.Duration) (int, error) {
 		if ok, _ := q.wlock.lock(dl); !ok {
 			return put, ErrQueueFull
 		}
-		n, noRoom := q.appendLocked(items[put:])
+		n, noRoom := q.appendLocked(items[put:], false)
 		if n == 0 && noRoom && q.catchUp(dl) {
-			n, noRoom = q.appendLocked(items[put:])
+			// Now that released is up to date, a jump may be needed.
+			n, noRoom = q.appendLocked(items[put:], true)
 		}
 		q.wlock.unlock()
 		if n > 0 {
@@ -495,15 +496,22 @@ func (q *Queue) catchUp(dl *deadline) bool {
 //
 // Where a record goes: after the previous one, unless
 //   - it would end beyond the hot window, what is in flight is at most
-//     half of what precedes it in this lap, and no skip record is in
-//     flight: then back to offset 0 (a skip record ends the lap), whose
-//     pages are still mapped;
+//     half of what precedes it in this lap and half the largest hot
+//     window, and no skip record is in flight: then back to offset 0 (a
+//     skip record ends the lap), whose pages are still mapped;
 //   - it does not fit because the oldest records of the lap it left are
 //     still in flight (the consumers are slow, or stopped): then it jumps
 //     over them (a second skip record) to the room the first skip left at
-//     the end of the ring. So going back early never costs room: the
-//     queue can still fill the whole ring.
-func (q *Queue) appendLocked(items [][]byte) (n int, noRoom bool) {
+//     the end of the ring. So going back early costs little room: until
+//     the consumers pass the first skip record, the ring can hold all but
+//     the records they take of the lap left (at most maxHot/2 bytes were
+//     in flight there) and the room the jump left behind (less than the
+//     record that jumped). Only mayJump calls jump: the
+//     caller first brings released up to date (catchUp), so that a stale
+//     released does not cause a needless jump; and only over a skip
+//     record that ended a lap (one jump over another would cut the free
+//     room into pieces).
+func (q *Queue) appendLocked(items [][]byte, mayJump bool) (n int, noRoom bool) {
 	t := atomic.LoadUint64(q.tail)
 	pos, count := uint32(t), uint32(t>>32)
 	h := atomic.LoadUint64(q.head)
@@ -519,9 +527,10 @@ func (q *Queue) appendLocked(items [][]byte) (n int, noRoom bool) {
 		start, placed := pos, false
 		// A skip record's header at pos must fit too.
 		canSkip := q.fits(rel, pos, holes[:nh], pos, recHeader)
-		if canSkip && nh == 0 && off != 0 && off+need > atomic.LoadUint32(q.hot) && pos-head <= off/2 {
+		if canSkip && nh == 0 && off != 0 && off+need > atomic.LoadUint32(q.hot) &&
+			pos-head <= off/2 && pos-head <= q.maxHot/2 {
 			back := pos + (q.size - off)
-			if q.fits(rel, pos+recHeader, holes[:nh], back, need) {
+			if q.fits(rel, pos+recHeader, holes[:nh], back, need+recHeader) {
 				q.adaptHot(rel, pos, pos-head+need)
 				q.putHeader(off, q.size-off, kindSkip)
 				holes[nh] = q.addHole(pos, q.size-off, holes[:nh])
@@ -529,10 +538,11 @@ func (q *Queue) appendLocked(items [][]byte) (n int, noRoom bool) {
 				start, placed = back, true
 			}
 		}
-		if !placed && q.fits(rel, pos, holes[:nh], pos, need) {
+		// After going back, leave room for the skip record of a jump.
+		if !placed && q.fits(rel, pos, holes[:nh], pos, need+reserve(nh)) {
 			placed = true
 		}
-		if !placed && canSkip && nh == 1 {
+		if !placed && canSkip && mayJump && nh == 1 && (holes[0].at+holes[0].length)&q.mask == 0 {
 			over := holes[0].at + recHeader + q.size // just after that skip record, a lap later
 			if uint64(over-rel) >= uint64(pos-rel)+recHeader && q.fits(rel, pos+recHeader, holes[:nh], over, need) {
 				q.putHeader(off, over-pos, kindSkip)
@@ -581,6 +591,16 @@ func (q *Queue) adaptHot(rel, pos, inFlight uint32) {
 		}
 		q.punchRanges(punch)
 	}
+}
+
+// reserve is the room a record must leave after it, with nh holes in
+// flight: with one (the producer went back to the start of the ring), the
+// room for the skip record of a jump over the stalled lap.
+func reserve(nh int) uint32 {
+	if nh == 1 {
+		return recHeader
+	}
+	return 0
 }
 
 // A hole is a skip record in flight: the positions after its header, up to

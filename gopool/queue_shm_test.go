@@ -568,13 +568,18 @@ func (q *Queue) check() error {
 // jumps, full rings and full queues. After every operation the records in
 // flight are checked, and every item comes out intact and in order.
 func TestQueueRandomOps(t *testing.T) {
-	for seed := int64(0); seed < 150; seed++ {
-		q, err := NewQueue(QueueOptions{MaxItems: int(10 + seed%150), RingSize: 1 << 20})
+	for seed := int64(0); seed < 200; seed++ {
+		maxItems := int(10 + seed%150)
+		if seed%2 == 1 {
+			maxItems = 0 // unbounded: a full ring is an error, and must be real
+		}
+		q, err := NewQueue(QueueOptions{MaxItems: maxItems, RingSize: 1 << 20})
 		if err != nil {
 			t.Fatal(err)
 		}
 		rng := rand.New(rand.NewSource(seed))
 		var seq, want uint64
+		var sizes []int // of the items in flight
 		buf := make([]byte, 1<<20)
 		bias := 1 + rng.Intn(3) // more puts than gets: full queues and rings
 		for op := 0; op < 3000; op++ {
@@ -583,9 +588,21 @@ func TestQueueRandomOps(t *testing.T) {
 				if rng.Intn(20) == 0 {
 					size = 16 + rng.Intn(256<<10)
 				}
-				if err := q.Put(checked(0, seq, size, rng), 0); err == nil {
+				err := q.Put(checked(0, seq, size, rng), 0)
+				switch {
+				case err == nil:
 					seq++
-				} else if err != ErrQueueFull {
+					sizes = append(sizes, size)
+				case err == ErrRingFull && maxItems == 0:
+					inFlight := size
+					for _, s := range sizes {
+						inFlight += s + 16
+					}
+					if inFlight < q.RingSize()/2 {
+						t.Fatalf("seed %d op %d: ring full with %d bytes in flight", seed, op, inFlight)
+					}
+				case err == ErrQueueFull && maxItems > 0:
+				default:
 					t.Fatalf("seed %d op %d: put: %v", seed, op, err)
 				}
 			} else if want < seq {
@@ -597,6 +614,7 @@ func TestQueueRandomOps(t *testing.T) {
 					t.Fatalf("seed %d op %d: got item %d (%v), want %d", seed, op, s, err, want)
 				}
 				want++
+				sizes = sizes[1:]
 			}
 			if err := q.check(); err != nil {
 				t.Fatalf("seed %d op %d: %v", seed, op, err)

@@ -568,7 +568,7 @@ func (q *Queue) check() error {
 // jumps, full rings and full queues. After every operation the records in
 // flight are checked, and every item comes out intact and in order.
 func TestQueueRandomOps(t *testing.T) {
-	for seed := int64(0); seed < 200; seed++ {
+	for seed := int64(0); seed < 60; seed++ {
 		maxItems := int(10 + seed%150)
 		if seed%2 == 1 {
 			maxItems = 0 // unbounded: a full ring is an error, and must be real

@@ -133,14 +133,16 @@ def _initialise(payload) -> None:
     settings_part, init_part = ser.unpack(payload)
     settings = ser.loads(settings_part)
     sys.path[:] = settings["sys_path"]
+    initializer, initargs = ser.loads(init_part)
+    if initializer is not None:
+        initializer(*initargs)
     if settings.get("max_memory"):
+        # Set once the initializer's arguments (a queue maps address space)
+        # and the initializer itself are in place: the limit is for tasks.
         import resource
 
         _memory_limit = settings["max_memory"]
         resource.setrlimit(resource.RLIMIT_AS, (_memory_limit, _memory_limit))
-    initializer, initargs = ser.loads(init_part)
-    if initializer is not None:
-        initializer(*initargs)
 
 
 def main() -> None:

@@ -31,6 +31,24 @@ def die_abruptly(_: int) -> None:
     os.kill(os.getpid(), signal.SIGKILL)
 
 
+def produce(queue, start: int, count: int) -> None:
+    for i in range(start, start + count):
+        queue.put(i)
+
+
+def produce_forever(queue) -> None:
+    i = 0
+    while True:
+        queue.put(("spam", i))
+        i += 1
+
+
+def threading_lock():
+    import threading
+
+    return threading.Lock()
+
+
 def step(title: str) -> None:
     print(f"\n== {title}")
 
@@ -93,6 +111,46 @@ def main() -> None:
             if n == 2:
                 print(f"after 3 results the input was read {len(pulled)} items deep (of 10)")
         print("last result:", value)
+
+    step("queues in shared memory: processes, a killed producer, an unpicklable item")
+    queue = gopool.Queue()
+    producers = [gopool.Process(target=produce, args=(queue, k * 1000, 1000)) for k in range(2)]
+    for p in producers:
+        p.start()
+    for p in producers:
+        p.join()  # joining before draining does not deadlock
+    received = sorted(queue.get(timeout=10) for _ in range(2000))
+    print("2 producers put 2000 items; all received:", received == list(range(2000)))
+    noisy = gopool.Queue()
+    spammer = gopool.Process(target=produce_forever, args=(noisy,))
+    spammer.start()
+    noisy.get(timeout=10)
+    spammer.kill()  # SIGKILL, most likely in the middle of a put()
+    spammer.join()
+    while not noisy.empty():
+        noisy.get_nowait()
+    noisy.put("still works")
+    print("after SIGKILL of a producer mid-put the queue says:", noisy.get(timeout=10))
+    try:
+        noisy.put(threading_lock())
+    except Exception as exc:
+        print("put() of an unpicklable object raised in the caller:", type(exc).__name__)
+
+    step("cancel and time limits stop the work itself")
+    with Pool(2) as pool:
+        running = pool.apply_async(sleep_then_return, (60,))
+        while not any(w.busy for w in pool.workers()):
+            time.sleep(0.01)
+        print("cancel() of a running 60 s task:", running.cancel())
+        try:
+            running.get(timeout=10)
+        except gopool.CancelledError:
+            print("get() raised CancelledError; the worker was replaced:", pool.apply(square, (3,)))
+        limited = pool.apply_async(sleep_then_return, (60,), timeout=0.5)
+        try:
+            limited.get(timeout=10)
+        except gopool.TimeoutError as exc:
+            print("a task over its 0.5 s limit:", exc)
 
     step("ThreadPool: same API, threads, no pickling")
     with ThreadPool(4) as pool:

@@ -280,3 +280,15 @@ def write_json(path, obj):
     with open(path, "w") as f:
         json.dump(obj, f, indent=2, sort_keys=True)
         f.write("\n")
+
+
+def selection(spec, allowed, what):
+    """The names given in a comma-separated option (--only, --metrics...),
+    in the order of allowed; all of allowed when spec is empty."""
+    if not spec:
+        return list(allowed)
+    names = [s.strip() for s in spec.split(",") if s.strip()]
+    bad = [n for n in names if n not in allowed]
+    if bad:
+        sys.exit("unknown %s: %s (choose from %s)" % (what, ", ".join(bad), ", ".join(allowed)))
+    return [n for n in allowed if n in names]

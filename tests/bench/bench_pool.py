@@ -471,16 +471,6 @@ def parse_args(argv=None):
     return ap.parse_args(argv)
 
 
-def selection(spec, allowed, what):
-    if not spec:
-        return list(allowed)
-    names = [s.strip() for s in spec.split(",") if s.strip()]
-    bad = [n for n in names if n not in allowed]
-    if bad:
-        sys.exit("unknown %s: %s (choose from %s)" % (what, ", ".join(bad), ", ".join(allowed)))
-    return [n for n in allowed if n in names]  # canonical order
-
-
 def main(argv=None):
     args = parse_args(argv)
     params = dict(PARAMS["quick" if args.quick else "full"])
@@ -490,8 +480,8 @@ def main(argv=None):
     if args.child:
         C.child_guard(child_main, args, params)  # never returns
 
-    impls = selection(args.only, IMPLS, "implementation")
-    metrics = selection(args.metrics, list(METRICS), "metric")
+    impls = C.selection(args.only, IMPLS, "implementation")
+    metrics = C.selection(args.metrics, list(METRICS), "metric")
     t_start = time.monotonic()
     info = C.env_info()
     log("bench_pool: %s mode, impls=%s, metrics=%s"

@@ -331,22 +331,12 @@ def parse_args(argv=None):
     return ap.parse_args(argv)
 
 
-def selection(spec, allowed, what):
-    if not spec:
-        return list(allowed)
-    names = [s.strip() for s in spec.split(",") if s.strip()]
-    bad = [n for n in names if n not in allowed]
-    if bad:
-        sys.exit("unknown %s: %s (choose from %s)" % (what, ", ".join(bad), ", ".join(allowed)))
-    return [n for n in allowed if n in names]
-
-
 def main(argv=None):
     args = parse_args(argv)
     if args.child:
         C.child_guard(child_main, args)  # never returns
-    impls = selection(args.only, IMPLS, "implementation")
-    scenarios = selection(args.scenarios, list(SCENARIOS), "scenario")
+    impls = C.selection(args.only, IMPLS, "implementation")
+    scenarios = C.selection(args.scenarios, list(SCENARIOS), "scenario")
     t_start = time.monotonic()
     info = C.env_info()
     gopool_path = args.gopool_path

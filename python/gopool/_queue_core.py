@@ -285,12 +285,7 @@ class QueueHandle:
         buf.busy = True
         try:
             buf.view[:n] = data
-            try:
-                if _LIB.QueuePut(self.id, buf.id, n, 0):
-                    return
-                self._put_wait(buf, n, block, timeout)
-            except RuntimeError as exc:
-                raise self._put_error(exc, n) from None
+            self._put_filled(buf, n, block, timeout)
         finally:
             buf.busy = False
 
@@ -307,14 +302,17 @@ class QueueHandle:
             start = len(_BYTES_HEAD) + 4
             view[start : start + n] = obj
             view[start + n : total] = _BYTES_TAIL
-            try:
-                if _LIB.QueuePut(self.id, buf.id, total, 0):
-                    return
-                self._put_wait(buf, total, block, timeout)
-            except RuntimeError as exc:
-                raise self._put_error(exc, total) from None
+            self._put_filled(buf, total, block, timeout)
         finally:
             buf.busy = False
+
+    def _put_filled(self, buf: _Buffer, n: int, block: bool, timeout: Optional[float]) -> None:
+        """Put the n bytes already written to buf, waiting as put() says."""
+        try:
+            if not _LIB.QueuePut(self.id, buf.id, n, 0):
+                self._put_wait(buf, n, block, timeout)
+        except RuntimeError as exc:
+            raise self._put_error(exc, n) from None
 
     def _put_wait(self, buf: _Buffer, n: int, block: bool, timeout: Optional[float]) -> None:
         """Retry a put that found the queue full, in slices, until timeout."""

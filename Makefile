@@ -21,8 +21,8 @@ test: build test-go test-py
 
 test-go:
 	@test -z "$$(gofmt -l gopool pybind)" || { gofmt -l gopool pybind; echo "gofmt: files above need formatting"; exit 1; }
-	go vet ./gopool ./pybind
-	go test -race -count=1 ./gopool ./pybind
+	go vet ./gopool/... ./pybind
+	go test -race -count=1 ./gopool/... ./pybind
 
 test-py: build
 	cd tests && ../$(PY) -m pytest $(PYTEST_FLAGS) --junitxml=../build/junit.xml .

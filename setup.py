@@ -220,7 +220,13 @@ class sdist_with_go(sdist):
 setup(
     package_dir={"": "python"},
     packages=find_packages("python", exclude=["gopool._gobind", "gopool._gobind.*"]),
-    ext_modules=[GopyExtension(EXT_NAME, GO_PACKAGE)],
+    ext_modules=[
+        GopyExtension(EXT_NAME, GO_PACKAGE),
+        # The worker's side of its channel (workers never load Go): plain C.
+        Extension("gopool._channel", sources=["python/gopool/_channel.c"],
+                  depends=["python/gopool/_wire.h"], include_dirs=["python/gopool"],
+                  extra_compile_args=["-O2", "-std=gnu11"]),
+    ],
     cmdclass={"build_ext": build_gopy, "sdist": sdist_with_go},
     zip_safe=False,
 )

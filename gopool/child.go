@@ -1,35 +1,48 @@
 package gopool
 
 import (
+	"encoding/binary"
 	"errors"
 	"os"
+	"sync"
 	"syscall"
 	"time"
 )
 
-// Child is a process started for one job of its own (Python's
-// multiprocessing.Process): it gets one init frame on fd 3 and runs until
-// it exits. The core keeps the parent's end of fd 3 open for the child's
-// whole life, so the child can watch it to learn of its parent's death, and
-// the child's fd 4 open in the child only, so that the parent's end of it
-// (the sentinel) becomes readable when the child dies.
+// Child is a process started for a job of its own, that runs until it
+// exits. Its fd 3 is a pipe from the core that carries one init message
+// ([8-byte little-endian length][payload]) and then stays open for the
+// child's whole life, so the child can watch it to learn of its parent's
+// death. Its fd 4 is the write end of a pipe whose read end the core keeps:
+// the sentinel, which becomes readable when the child has exited (and every
+// process that inherited fd 4 from it).
 type Child struct {
-	proc *process
+	proc      *process
+	init      *os.File // the core's end of fd 3
+	sentinel  *os.File
+	closeOnce sync.Once
 }
-
-// StillRunning is what Child.Wait returns for a child that has not exited.
-const StillRunning = -1 << 32
 
 // StartChild starts a child and sends it spec.Init.
 func StartChild(spec WorkerSpec) (*Child, error) {
-	proc, err := startProcess(spec)
+	initR, initW, err := os.Pipe()
 	if err != nil {
 		return nil, err
 	}
-	proc.keepOutput = true // it is the sentinel, which Python may be waiting on
+	sentR, sentW, err := os.Pipe()
+	if err != nil {
+		closeAll(initR, initW)
+		return nil, err
+	}
+	proc, err := startProcess(spec, []*os.File{initR, sentW})
+	closeAll(initR, sentW) // the child has its copies
+	if err != nil {
+		closeAll(initW, sentR)
+		return nil, err
+	}
 	go proc.reap()
-	c := &Child{proc: proc}
-	if err := writeFrame(proc.input, kindInit, 0, spec.Init); err != nil {
+	c := &Child{proc: proc, init: initW, sentinel: sentR}
+	if err := writeInit(initW, spec.Init); err != nil && !errors.Is(err, syscall.EPIPE) {
 		_ = c.Signal(syscall.SIGKILL)
 		c.Release()
 		return nil, err
@@ -37,33 +50,37 @@ func StartChild(spec WorkerSpec) (*Child, error) {
 	return c, nil
 }
 
+// writeInit writes the init message. A child that dies before reading it
+// makes it fail with EPIPE; its exit code then says what happened.
+func writeInit(f *os.File, payload []byte) error {
+	msg := binary.LittleEndian.AppendUint64(make([]byte, 0, 8+len(payload)), uint64(len(payload)))
+	_, err := f.Write(append(msg, payload...))
+	return err
+}
+
 // Pid returns the child's process id.
 func (c *Child) Pid() int { return c.proc.pid }
 
-// Sentinel returns a descriptor of this process that becomes readable
-// (end-of-file) when the child has exited. It stays valid until Release.
-func (c *Child) Sentinel() int {
-	return int(c.proc.outRaw.Fd())
-}
+// Sentinel returns a descriptor that becomes readable (end-of-file) when
+// the child has exited. It stays valid until Release.
+func (c *Child) Sentinel() int { return int(c.sentinel.Fd()) }
 
-// Wait waits up to timeout for the child to exit and returns its exit code
-// in Python's convention, or StillRunning.
-func (c *Child) Wait(timeout time.Duration) int {
-	if timeout <= 0 {
+// Wait waits up to timeout for the child to exit. It reports whether it
+// has, and how it ended.
+func (c *Child) Wait(timeout time.Duration) (ExitStatus, bool) {
+	if timeout > 0 {
+		t := time.NewTimer(timeout)
+		defer t.Stop()
 		select {
 		case <-c.proc.exited:
-			return c.proc.exit.ExitCode()
-		default:
-			return StillRunning
+		case <-t.C:
 		}
 	}
-	t := time.NewTimer(timeout)
-	defer t.Stop()
 	select {
 	case <-c.proc.exited:
-		return c.proc.exit.ExitCode()
-	case <-t.C:
-		return StillRunning
+		return c.proc.exit, true
+	default:
+		return ExitStatus{}, false
 	}
 }
 
@@ -81,9 +98,14 @@ func (c *Child) Signal(sig syscall.Signal) error {
 	return err
 }
 
-// Release closes the core's ends of the child's streams. The child, if
+// Release closes the core's ends of the child's pipes. The child, if
 // still running, sees its parent's end of fd 3 close.
 func (c *Child) Release() {
-	c.proc.closeInput()
-	c.proc.closeOutput()
+	c.closeOnce.Do(func() { closeAll(c.init, c.sentinel) })
+}
+
+func closeAll(files ...*os.File) {
+	for _, f := range files {
+		f.Close()
+	}
 }

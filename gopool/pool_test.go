@@ -1,22 +1,29 @@
 package gopool
 
 import (
-	"bufio"
+	"bytes"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/gopool/gopool/gopool/shm"
 )
 
 // The test binary doubles as a worker: with GOPOOL_TEST_WORKER=1 it speaks
-// the frame protocol on fds 3 and 4. A task's payload is a command:
+// the worker protocol over the channel and doorbell it inherits as fds 3
+// and 4 (the Go side of the peer's role in shm). A task's payload is a
+// command:
 //
-//	echo:X   answer X          fail:X   answer X as an error
-//	sleep:MS sleep, answer ok  exit:N   exit with code N
-//	kill     SIGKILL itself    pid      answer its pid
+//	echo:X      answer X                 fail:X     answer X as an error
+//	sleep:MS    sleep, answer ok         exit:N     exit with code N
+//	kill        SIGKILL itself           pid        answer its pid
+//	retire:X    answer X, then retire    big:N      answer N bytes
+//	mark:PATH   create PATH, answer ok   say-exit:X answer X, then exit 0
 //
 // An init payload of "initfail" makes initialisation fail.
 func TestMain(m *testing.M) {
@@ -27,26 +34,51 @@ func TestMain(m *testing.M) {
 }
 
 func testWorker() int {
-	in := bufio.NewReader(os.NewFile(3, "tasks"))
-	out := os.NewFile(4, "results")
-	init, err := readFrame(in)
-	if err != nil || init.kind != kindInit {
+	ch, err := shm.OpenChannel(ChannelFd)
+	if err != nil {
+		return 10
+	}
+	bell, err := shm.OpenDoorbell(DoorbellFd)
+	if err != nil {
+		return 11
+	}
+	ch.RingUpWith(bell)
+	in, out := shm.NewMessageReader(&ch.Down), shm.NewMessageWriter(&ch.Up)
+	reply := func(kind uint32, tag uint64, payload []byte) {
+		if err := out.Write(shm.MessageHeader{Kind: kind, Tag: tag}, payload, time.Minute); err != nil {
+			os.Exit(12)
+		}
+	}
+	h, init, err := in.Read(time.Minute, 0)
+	if err != nil || h.Kind != MsgInit {
 		return 2
 	}
-	if string(init.payload) == "initfail" {
-		_ = writeFrame(out, kindInitFailed, 0, []byte("init exploded"))
+	ch.SetPhase(PhaseInitializing)
+	switch string(init) {
+	case "initfail":
+		reply(MsgInitFailed, 0, []byte("init exploded"))
 		return 1
+	case "initexit":
+		return 4
 	}
+	ch.SetPhase(PhaseReady)
 	for {
-		f, err := readFrame(in)
+		h, payload, err := in.Read(time.Minute, bell.WorkerSpin())
 		if err != nil {
+			return 3
+		}
+		if h.Kind == MsgStop {
 			return 0
 		}
-		cmd, arg, _ := strings.Cut(string(f.payload), ":")
-		status, answer := StatusOK, arg
+		if !ch.Begin(h.Tag) {
+			reply(MsgSkipped, h.Tag, nil)
+			continue
+		}
+		cmd, arg, _ := strings.Cut(string(payload), ":")
+		kind, answer := uint32(MsgResultOK), []byte(arg)
 		switch cmd {
 		case "fail":
-			status = StatusError
+			kind = MsgResultError
 		case "sleep":
 			ms, _ := strconv.Atoi(arg)
 			time.Sleep(time.Duration(ms) * time.Millisecond)
@@ -57,34 +89,41 @@ func testWorker() int {
 			_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
 			time.Sleep(time.Hour)
 		case "pid":
-			answer = strconv.Itoa(os.Getpid())
-		case "retire":
-			_ = writeFrame(out, byte(status), f.tag, []byte(answer))
-			_ = writeFrame(out, kindRetiring, 0, nil)
-			return 0
+			answer = []byte(strconv.Itoa(os.Getpid()))
+		case "big":
+			n, _ := strconv.Atoi(arg)
+			answer = bytes.Repeat([]byte{'b'}, n)
+		case "mark":
+			if err := os.WriteFile(arg, nil, 0o600); err != nil {
+				kind = MsgResultError
+			}
 		}
-		if err := writeFrame(out, byte(status), f.tag, []byte(answer)); err != nil {
-			return 3
+		ch.End()
+		reply(kind, h.Tag, answer)
+		switch cmd {
+		case "retire":
+			reply(MsgRetiring, 0, nil)
+			return 0
+		case "say-exit":
+			return 0
 		}
 	}
 }
 
 func newTestPool(t *testing.T, workers, maxTasks int, init string) *Pool {
+	return newTestPoolWith(t, Options{Workers: workers, MaxTasksPerWorker: maxTasks, Spec: WorkerSpec{Init: []byte(init)}})
+}
+
+func newTestPoolWith(t *testing.T, opts Options) *Pool {
 	t.Helper()
 	exe, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := New(Options{
-		Workers:           workers,
-		MaxTasksPerWorker: maxTasks,
-		Spec: WorkerSpec{
-			Argv:            []string{exe},
-			Env:             append(os.Environ(), "GOPOOL_TEST_WORKER=1"),
-			Init:            []byte(init),
-			OwnProcessGroup: true,
-		},
-	})
+	opts.Spec.Argv = []string{exe}
+	opts.Spec.Env = append(os.Environ(), "GOPOOL_TEST_WORKER=1")
+	opts.Spec.OwnProcessGroup = true
+	p, err := New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,9 +136,26 @@ func newTestPool(t *testing.T, workers, maxTasks int, init string) *Pool {
 	return p
 }
 
+func payloads(cmds []string) [][]byte {
+	out := make([][]byte, len(cmds))
+	for i, c := range cmds {
+		out[i] = []byte(c)
+	}
+	return out
+}
+
 func submit(t *testing.T, p *Pool, cmds ...string) int64 {
 	t.Helper()
-	return submitJob(t, p, 0, cmds...)
+	return submitJob(t, p, JobSpec{}, cmds...)
+}
+
+func submitJob(t *testing.T, p *Pool, spec JobSpec, cmds ...string) int64 {
+	t.Helper()
+	j, err := p.Submit(spec, payloads(cmds), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return j
 }
 
 // collectAll returns the job's results by index.
@@ -107,8 +163,9 @@ func collectAll(t *testing.T, p *Pool, j int64) map[int64]Result {
 	t.Helper()
 	got := map[int64]Result{}
 	deadline := time.Now().Add(10 * time.Second)
+	handled := int64(0)
 	for time.Now().Before(deadline) {
-		rs, done, err := p.Collect(j, 0, 100*time.Millisecond)
+		rs, done, _, err := p.Collect(j, handled, nil, 100*time.Millisecond)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -118,7 +175,9 @@ func collectAll(t *testing.T, p *Pool, j int64) map[int64]Result {
 			}
 			got[r.Index] = r
 		}
+		handled += int64(len(rs))
 		if done {
+			p.Ack(j, handled)
 			return got
 		}
 	}
@@ -147,21 +206,36 @@ func TestResultsMatchTheirTasks(t *testing.T) {
 			t.Errorf("result %d = %v %q, want %v %q", i, r.Status, r.Payload, status, want)
 		}
 	}
-	if _, _, err := p.Collect(999, 0, 0); err != ErrUnknownJob {
+	if _, _, _, err := p.Collect(999, 0, nil, 0); err != ErrUnknownJob {
 		t.Errorf("collect of an unknown job: %v", err)
+	}
+}
+
+// Tasks and results many times larger than a channel's ring go through.
+func TestLargeTasksAndResultsStreamThroughTheChannel(t *testing.T) {
+	p := newTestPoolWith(t, Options{Workers: 2, ChannelRingSize: 64 << 10})
+	big := "echo:" + strings.Repeat("x", 1<<20)
+	got := collectAll(t, p, submit(t, p, big, "big:3000000", "echo:small", big))
+	if r := got[0]; r.Status != StatusOK || len(r.Payload) != 1<<20 || r.Payload[12345] != 'x' {
+		t.Fatalf("large task: %v, %d bytes", r.Status, len(r.Payload))
+	}
+	if r := got[1]; r.Status != StatusOK || len(r.Payload) != 3000000 || r.Payload[2999999] != 'b' {
+		t.Fatalf("large result: %v, %d bytes", r.Status, len(r.Payload))
+	}
+	if r := got[2]; string(r.Payload) != "small" || len(got[3].Payload) != 1<<20 {
+		t.Fatalf("tasks around the large ones: %q, %d bytes", r.Payload, len(got[3].Payload))
 	}
 }
 
 func TestDeadWorkerFailsItsTaskAndIsReplaced(t *testing.T) {
 	p := newTestPool(t, 1, 0, "")
-	for _, tc := range []struct{ cmd, code string }{{"kill", "-9"}, {"exit:3", "3"}} {
+	for _, tc := range []struct {
+		cmd  string
+		exit ExitStatus
+	}{{"kill", ExitStatus{Code: -1, Signal: syscall.SIGKILL}}, {"exit:3", ExitStatus{Code: 3}}} {
 		got := collectAll(t, p, submit(t, p, tc.cmd))[0]
-		fields := strings.Fields(string(got.Payload))
-		if got.Status != StatusWorkerLost || len(fields) != 2 || fields[1] != tc.code {
-			t.Fatalf("%s: got %v %q, want worker lost with code %s", tc.cmd, got.Status, got.Payload, tc.code)
-		}
-		if pid, _ := strconv.Atoi(fields[0]); pid <= 0 {
-			t.Fatalf("%s: no pid in %q", tc.cmd, got.Payload)
+		if got.Status != StatusWorkerLost || got.Exit != tc.exit || got.Pid <= 0 {
+			t.Fatalf("%s: got %v pid %d exit %+v, want worker lost with %+v", tc.cmd, got.Status, got.Pid, got.Exit, tc.exit)
 		}
 		after := collectAll(t, p, submit(t, p, "echo:alive"))[0]
 		if after.Status != StatusOK || string(after.Payload) != "alive" {
@@ -170,28 +244,25 @@ func TestDeadWorkerFailsItsTaskAndIsReplaced(t *testing.T) {
 	}
 }
 
-func submitJob(t *testing.T, p *Pool, timeout time.Duration, cmds ...string) int64 {
-	t.Helper()
-	j := p.NewJob(false, timeout)
-	payloads := make([][]byte, len(cmds))
-	for i, c := range cmds {
-		payloads[i] = []byte(c)
+// A result a worker published before it exited is delivered, and tasks it
+// held behind it (that never began) run elsewhere.
+func TestResultsPublishedBeforeAnExitAreKept(t *testing.T) {
+	p := newTestPool(t, 1, 0, "")
+	pipelining(p)
+	got := collectAll(t, p, submit(t, p, "say-exit:first", "echo:second", "echo:third"))
+	for i, want := range []string{"first", "second", "third"} {
+		if r := got[int64(i)]; r.Status != StatusOK || string(r.Payload) != want {
+			t.Errorf("task %d: %v %q", i, r.Status, r.Payload)
+		}
 	}
-	if err := p.Submit(j, payloads); err != nil {
-		t.Fatal(err)
-	}
-	if err := p.Seal(j); err != nil {
-		t.Fatal(err)
-	}
-	return j
 }
 
 func TestTimeLimitStopsTheTaskAndReplacesTheWorker(t *testing.T) {
 	p := newTestPool(t, 1, 0, "")
 	start := time.Now()
-	got := collectAll(t, p, submitJob(t, p, 100*time.Millisecond, "sleep:10000", "echo:next"))
-	if got[0].Status != StatusTimedOut {
-		t.Fatalf("slow task: %v %q", got[0].Status, got[0].Payload)
+	got := collectAll(t, p, submitJob(t, p, JobSpec{Timeout: 100 * time.Millisecond}, "sleep:10000", "echo:next"))
+	if got[0].Status != StatusTimedOut || got[0].Pid <= 0 {
+		t.Fatalf("slow task: %v pid %d", got[0].Status, got[0].Pid)
 	}
 	if got[1].Status != StatusOK || string(got[1].Payload) != "next" {
 		t.Fatalf("task after the timeout: %v %q", got[1].Status, got[1].Payload)
@@ -199,7 +270,7 @@ func TestTimeLimitStopsTheTaskAndReplacesTheWorker(t *testing.T) {
 	if d := time.Since(start); d > 5*time.Second {
 		t.Fatalf("took %v", d)
 	}
-	if r := collectAll(t, p, submitJob(t, p, time.Second, "echo:fast"))[0]; r.Status != StatusOK {
+	if r := collectAll(t, p, submitJob(t, p, JobSpec{Timeout: time.Second}, "echo:fast"))[0]; r.Status != StatusOK {
 		t.Fatalf("a fast task under a limit: %v", r.Status)
 	}
 }
@@ -230,7 +301,7 @@ func TestCancelStopsRunningAndQueuedTasks(t *testing.T) {
 
 func TestRetiringWorkerHandsBackItsTasks(t *testing.T) {
 	p := newTestPool(t, 1, 0, "")
-	collectAll(t, p, submit(t, p, "echo:warm", "echo:up")) // short tasks: pipelining on
+	pipelining(p)
 	cmds := []string{"echo:0", "retire:1", "echo:2", "echo:3", "echo:4"}
 	got := collectAll(t, p, submit(t, p, cmds...))
 	for i, c := range cmds {
@@ -241,25 +312,50 @@ func TestRetiringWorkerHandsBackItsTasks(t *testing.T) {
 	}
 }
 
-func TestCancelSparesAnotherJobsRunningTask(t *testing.T) {
+// pipelining makes the pool believe tasks are very short, so that it
+// gives a worker several at once.
+func pipelining(p *Pool) {
+	p.mu.Lock()
+	p.taskTime = time.Microsecond
+	p.mu.Unlock()
+}
+
+// A task written ahead to a worker busy with another job's task, then
+// cancelled, never runs, and the busy worker is spared.
+func TestCancelledPipelinedTaskNeverRunsAndSparesTheWorker(t *testing.T) {
 	p := newTestPool(t, 1, 0, "")
-	collectAll(t, p, submit(t, p, "echo:warm", "echo:up")) // short tasks: pipelining on
+	mark := filepath.Join(t.TempDir(), "ran")
+	pipelining(p)
 	head := submit(t, p, "sleep:300")
-	behind := submit(t, p, "echo:behind")
+	behind := submit(t, p, "mark:"+mark)
+	p.mu.Lock()
+	for w := range p.workers {
+		if len(w.inflight) != 2 || len(w.outbox) != 0 {
+			t.Errorf("worker holds %d tasks, %d unwritten: want both written", len(w.inflight), len(w.outbox))
+		}
+	}
+	p.mu.Unlock()
 	if n, err := p.Cancel(behind); err != nil || n != 1 {
 		t.Fatalf("cancel: %d, %v", n, err)
 	}
 	if r := collectAll(t, p, head)[0]; r.Status != StatusOK {
-		t.Fatalf("the other job's running task: %v %q", r.Status, r.Payload)
+		t.Fatalf("the other job's running task: %v", r.Status)
 	}
 	if r := collectAll(t, p, behind)[0]; r.Status != StatusCancelled {
 		t.Fatalf("the cancelled task: %v", r.Status)
+	}
+	collectAll(t, p, submit(t, p, "echo:after")) // the worker has passed the skipped task
+	if _, err := os.Stat(mark); err == nil {
+		t.Fatal("the cancelled task ran")
+	}
+	if ws := p.Workers(); len(ws) != 1 || ws[0].TasksDone != 2 {
+		t.Fatalf("workers %+v: want the same worker, 2 tasks done", ws)
 	}
 }
 
 func TestPipelinedTasksBehindADeathAreRetried(t *testing.T) {
 	p := newTestPool(t, 1, 0, "")
-	collectAll(t, p, submit(t, p, "echo:warm", "echo:up")) // short tasks: pipelining on
+	pipelining(p)
 	cmds := make([]string, 40)
 	for i := range cmds {
 		cmds[i] = fmt.Sprintf("echo:%d", i)
@@ -280,21 +376,56 @@ func TestPipelinedTasksBehindADeathAreRetried(t *testing.T) {
 	}
 }
 
+// With short tasks a worker is given several at once (it never waits for
+// the core between them); with long ones, one at a time.
 func TestShortTasksArePipelined(t *testing.T) {
 	p := newTestPool(t, 1, 0, "")
-	collectAll(t, p, submit(t, p, "echo:a", "echo:b", "echo:c"))
-	p.mu.Lock()
-	depth := p.depthLocked()
-	p.mu.Unlock()
-	if depth < 2 {
-		t.Fatalf("depth %d after short tasks, want pipelining", depth)
+	pipelining(p)
+	cmds := make([]string, 200)
+	for i := range cmds {
+		cmds[i] = "echo:x"
 	}
+	j := submit(t, p, cmds...)
+	p.mu.Lock()
+	held := 0
+	for w := range p.workers {
+		held = len(w.inflight)
+	}
+	p.taskTime = pipelineBudget
+	p.mu.Unlock()
+	if held < 2 {
+		t.Fatalf("a worker holds %d short tasks, want several", held)
+	}
+	collectAll(t, p, j)
+	j = submit(t, p, "sleep:20", "sleep:20", "sleep:20")
 	p.mu.Lock()
 	p.taskTime = pipelineBudget
-	depth = p.depthLocked()
 	p.mu.Unlock()
-	if depth != 1 {
-		t.Fatalf("depth %d for tasks of %v", depth, pipelineBudget)
+	collectAll(t, p, submit(t, p, "echo:settle"))
+	collectAll(t, p, j)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if d := p.depthLocked(); d != 1 {
+		t.Fatalf("depth %d for tasks of %v", d, p.taskTime)
+	}
+}
+
+// A thread waiting for a result is woken by the worker that publishes it,
+// not by the end of its timeout.
+func TestCollectWakesWhenTheResultArrives(t *testing.T) {
+	p := newTestPool(t, 1, 0, "")
+	collectAll(t, p, submit(t, p, "echo:warm"))
+	for i := 0; i < 10; i++ {
+		j := submit(t, p, "sleep:20")
+		start := time.Now()
+		rs, done, _, err := p.Collect(j, 0, nil, 10*time.Second)
+		if err != nil || len(rs) != 1 || !done {
+			t.Fatalf("collect: %v, %d results, done %v", err, len(rs), done)
+		}
+		p.Ack(j, 1)
+		if d := time.Since(start); d > 2*time.Second {
+			t.Fatalf("a 20 ms task took %v to collect", d)
+		}
 	}
 }
 
@@ -318,6 +449,9 @@ func TestTerminateFailsUnfinishedTasksAndStopsWorkers(t *testing.T) {
 	if d := time.Since(start); d > 2*time.Second {
 		t.Errorf("terminate+join took %v", d)
 	}
+	if r := collectAll(t, p, submit(t, p, "echo:late"))[0]; r.Status != StatusTerminated {
+		t.Errorf("task after terminate: %v", r.Status)
+	}
 }
 
 func TestCloseFinishesOutstandingWork(t *testing.T) {
@@ -340,16 +474,19 @@ func TestCloseFinishesOutstandingWork(t *testing.T) {
 
 func TestCloseWaitsForOpenJobs(t *testing.T) {
 	p := newTestPool(t, 1, 0, "")
-	j := p.NewJob(false, 0)
+	j, err := p.Submit(JobSpec{}, nil, false)
+	if err != nil {
+		t.Fatal(err)
+	}
 	p.Close()
 	if ok, _ := p.Join(100 * time.Millisecond); ok {
 		t.Fatal("workers exited while a job was still open")
 	}
-	if err := p.Submit(j, [][]byte{[]byte("echo:late")}); err != nil {
+	if _, err := p.Submit(JobSpec{ID: j}, payloads([]string{"echo:late"}), true); err != nil {
 		t.Fatal(err)
 	}
-	if err := p.Seal(j); err != nil {
-		t.Fatal(err)
+	if _, err := p.Submit(JobSpec{ID: j}, nil, false); err == nil {
+		t.Fatal("added to a sealed job")
 	}
 	if r := collectAll(t, p, j)[0]; r.Status != StatusOK || string(r.Payload) != "late" {
 		t.Fatalf("late task: %v %q", r.Status, r.Payload)
@@ -389,29 +526,93 @@ func TestInitFailureFailsTasksWithoutRespawning(t *testing.T) {
 	}
 }
 
-func TestNotifyJobsAreAnnounced(t *testing.T) {
+// A worker that dies in its initialisation (an initializer that exits)
+// fails the tasks, and the pool does not start workers forever.
+func TestDeathInInitialisationFailsThePool(t *testing.T) {
+	p := newTestPool(t, 1, 0, "initexit")
+	r := collectAll(t, p, submit(t, p, "echo:1"))[0]
+	if r.Status != StatusWorkerLost || r.Exit.Code != 4 {
+		t.Fatalf("task: %v exit %+v", r.Status, r.Exit)
+	}
+	if r := collectAll(t, p, submit(t, p, "echo:2"))[0]; r.Status != StatusWorkerLost {
+		t.Fatalf("later task: %v", r.Status)
+	}
+	p.Close()
+	if ok, _ := p.Join(5 * time.Second); !ok {
+		t.Fatal("workers still started after close")
+	}
+}
+
+func TestNotifyJobsGoToCollectNotified(t *testing.T) {
 	p := newTestPool(t, 2, 0, "")
 	quiet := submit(t, p, "echo:q")
-	j := p.NewJob(true, 0)
-	if err := p.Submit(j, [][]byte{[]byte("echo:x"), []byte("echo:y")}); err != nil {
+	j, err := p.Submit(JobSpec{Notify: true}, payloads([]string{"echo:x", "echo:y"}), false)
+	if err != nil {
 		t.Fatal(err)
 	}
 	collectAll(t, p, quiet)
-	if ev := p.NextEvents(50 * time.Millisecond); len(ev) != 0 {
-		t.Fatalf("event before the job was sealed: %v", ev)
+	got := map[string]bool{}
+	done := false
+	for deadline := time.Now().Add(5 * time.Second); !done && time.Now().Before(deadline); {
+		batches, _ := p.CollectNotified(true, nil, 100*time.Millisecond)
+		for _, b := range batches {
+			if b.Job != j {
+				t.Fatalf("results of job %d, want %d", b.Job, j)
+			}
+			for _, r := range b.Results {
+				got[string(r.Payload)] = true
+			}
+			done = b.Done
+		}
+		if len(got) == 2 && !done {
+			if err := p.Seal(j); err != nil {
+				t.Fatal(err)
+			}
+		}
 	}
-	if err := p.Seal(j); err != nil {
+	if !done || !got["x"] || !got["y"] {
+		t.Fatalf("done %v, results %v", done, got)
+	}
+	p.CollectNotified(true, nil, 0) // acknowledges the last ones
+	if _, _, _, err := p.Collect(j, 0, nil, 0); err != ErrUnknownJob {
+		t.Fatalf("a collected notify job is still known: %v", err)
+	}
+}
+
+// Results lent and not acknowledged are lent again: a caller that fails
+// while it handles a batch loses none of it.
+func TestUnacknowledgedResultsAreLentAgain(t *testing.T) {
+	p := newTestPool(t, 1, 0, "")
+	j := submit(t, p, "echo:a", "echo:b", "echo:c")
+	var first []Result
+	two := func(_ int64, r *Result) bool { return r == nil || r.Index < 2 }
+	for len(first) < 2 {
+		rs, _, _, err := p.Collect(j, 0, two, time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		first = rs
+	}
+	again, _, _, err := p.Collect(j, 0, nil, time.Second) // nothing handled
+	if err != nil || len(again) < 2 || again[0].Index != first[0].Index || again[1].Index != first[1].Index {
+		t.Fatalf("lent again: %v %v, first %v", again, err, first)
+	}
+	if _, _, _, err := p.Collect(j, 1, nil, time.Second); err != nil { // handled a, lent b, c
 		t.Fatal(err)
 	}
-	var ev []int64
-	for deadline := time.Now().Add(5 * time.Second); len(ev) == 0 && time.Now().Before(deadline); {
-		ev = p.NextEvents(100 * time.Millisecond)
+	if _, _, _, err := p.Collect(j, 1, nil, time.Second); err != nil { // the same ack again: a no-op
+		t.Fatal(err)
 	}
-	if len(ev) != 1 || ev[0] != j {
-		t.Fatalf("events %v, want [%d]", ev, j)
+	var rest []Result
+	for deadline := time.Now().Add(5 * time.Second); len(rest) < 2 && time.Now().Before(deadline); {
+		rest, _, _, _ = p.Collect(j, 1, nil, 100*time.Millisecond)
 	}
-	if got := collectAll(t, p, j); len(got) != 2 {
-		t.Fatalf("got %d results", len(got))
+	if len(rest) != 2 || rest[0].Index != 1 || rest[1].Index != 2 {
+		t.Fatalf("after handling the first: %v", rest)
+	}
+	p.Ack(j, 3)
+	if _, _, _, err := p.Collect(j, 0, nil, 0); err != ErrUnknownJob {
+		t.Fatalf("an acknowledged job is still known: %v", err)
 	}
 }
 
@@ -419,7 +620,7 @@ func TestDiscardDropsResults(t *testing.T) {
 	p := newTestPool(t, 1, 0, "")
 	j := submit(t, p, "sleep:20")
 	p.Discard(j)
-	if _, _, err := p.Collect(j, 0, 0); err != ErrUnknownJob {
+	if _, _, _, err := p.Collect(j, 0, nil, 0); err != ErrUnknownJob {
 		t.Fatalf("collect after discard: %v", err)
 	}
 	if r := collectAll(t, p, submit(t, p, "echo:ok"))[0]; r.Status != StatusOK {
@@ -427,16 +628,34 @@ func TestDiscardDropsResults(t *testing.T) {
 	}
 }
 
-func TestSplitRecords(t *testing.T) {
-	blob := []byte{2, 0, 0, 0, 0, 0, 0, 0, 'h', 'i', 0, 0, 0, 0, 0, 0, 0, 0}
-	recs, err := SplitRecords(blob)
-	if err != nil || len(recs) != 2 || string(recs[0]) != "hi" || len(recs[1]) != 0 {
-		t.Fatalf("got %q, %v", recs, err)
+func TestNewRejectsAPoolWithoutWorkers(t *testing.T) {
+	if _, err := New(Options{Workers: 0}); err == nil || !strings.Contains(err.Error(), "at least 1") {
+		t.Fatalf("New with 0 workers: %v", err)
 	}
-	if _, err := SplitRecords(blob[:5]); err == nil {
-		t.Fatal("truncated header accepted")
-	}
-	if _, err := SplitRecords([]byte{9, 0, 0, 0, 0, 0, 0, 0, 'x'}); err == nil {
-		t.Fatal("truncated record accepted")
+}
+
+// BenchmarkRoundTrip measures one task through the core and a worker that
+// answers at once: the core's share of an apply() round trip.
+func BenchmarkRoundTrip(b *testing.B) {
+	t := &testing.T{}
+	p := newTestPool(t, 1, 0, "")
+	defer p.Terminate()
+	task := payloads([]string{"echo:x"})
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		j, err := p.Submit(JobSpec{}, task, true)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for {
+			rs, done, _, err := p.Collect(j, 0, nil, 100*time.Millisecond)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if done {
+				p.Ack(j, int64(len(rs)))
+				break
+			}
+		}
 	}
 }

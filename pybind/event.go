@@ -1,23 +1,23 @@
 package pybind
 
-import "github.com/gopool/gopool/gopool"
+import "github.com/gopool/gopool/gopool/shm"
 
-var events = registry[*gopool.Event]{items: map[int64]*gopool.Event{}}
+var events = newRegistry[*shm.Event]()
 
-// EventNew creates a process-shared event; see gopool.Event.
+// EventNew creates a process-shared event; see shm.Event.
 func EventNew() (int64, error) {
-	e, err := gopool.NewEvent()
+	e, err := shm.NewEvent()
 	if err != nil {
-		return 0, err
+		return result(int64(0), err)
 	}
 	return events.add(e), nil
 }
 
 // EventOpen maps an event from an inherited descriptor.
 func EventOpen(fd int64) (int64, error) {
-	e, err := gopool.OpenEvent(int(fd))
+	e, err := shm.OpenEvent(int(fd))
 	if err != nil {
-		return 0, err
+		return result(int64(0), err)
 	}
 	return events.add(e), nil
 }
@@ -26,7 +26,7 @@ func EventOpen(fd int64) (int64, error) {
 func EventFd(event int64) (int64, error) {
 	e, err := events.get(event)
 	if err != nil {
-		return 0, err
+		return result(int64(0), err)
 	}
 	return int64(e.Fd()), nil
 }
@@ -35,7 +35,7 @@ func EventFd(event int64) (int64, error) {
 func EventIsSet(event int64) (bool, error) {
 	e, err := events.get(event)
 	if err != nil {
-		return false, err
+		return result(false, err)
 	}
 	return e.IsSet(), nil
 }
@@ -44,7 +44,7 @@ func EventIsSet(event int64) (bool, error) {
 func EventSet(event int64) (int64, error) {
 	e, err := events.get(event)
 	if err != nil {
-		return 0, err
+		return result(int64(0), err)
 	}
 	e.Set()
 	return 0, nil
@@ -54,7 +54,7 @@ func EventSet(event int64) (int64, error) {
 func EventClear(event int64) (int64, error) {
 	e, err := events.get(event)
 	if err != nil {
-		return 0, err
+		return result(int64(0), err)
 	}
 	e.Clear()
 	return 0, nil
@@ -64,17 +64,16 @@ func EventClear(event int64) (int64, error) {
 func EventWait(event int64, timeoutMs int) (bool, error) {
 	e, err := events.get(event)
 	if err != nil {
-		return false, err
+		return result(false, err)
 	}
 	return e.Wait(millis(timeoutMs)), nil
 }
 
 // EventRelease unmaps an event from this process and forgets its id.
 func EventRelease(event int64) (int64, error) {
-	e, err := events.get(event)
+	e, err := events.take(event)
 	if err != nil {
-		return 0, err
+		return result(int64(0), err)
 	}
-	events.remove(event)
-	return 0, e.Close()
+	return result(int64(0), e.Close())
 }

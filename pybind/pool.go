@@ -1,77 +1,29 @@
-// Package pybind is the flat API that gopy exports to Python. It is
-// mechanical on purpose: objects are integer ids, batches are byte blobs, and
-// every function returns (T, error). Blocking calls take a timeout in
-// milliseconds that callers keep short (≤ 100 ms) so that Python can handle
-// signals between calls. Results that are []byte are never empty (gopy cannot
-// return an empty []byte): each starts with a flags byte.
 package pybind
 
 import (
 	"encoding/binary"
-	"sync"
-	"time"
 
 	"github.com/gopool/gopool/gopool"
 )
 
-var pools = registry[*gopool.Pool]{items: map[int64]*gopool.Pool{}}
+var pools = newRegistry[*gopool.Pool]()
 
-type registry[T any] struct {
-	mu    sync.Mutex
-	last  int64
-	items map[int64]T
-}
+// Flags of PoolSubmit.
+const (
+	SubmitSeal   = 1 // seal the job after these tasks
+	SubmitNotify = 2 // a new job's results go to PoolCollectNotified
+)
 
-func (r *registry[T]) add(v T) int64 {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.last++
-	r.items[r.last] = v
-	return r.last
-}
-
-func (r *registry[T]) get(id int64) (T, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	v, ok := r.items[id]
-	if !ok {
-		return v, errUnknownID
-	}
-	return v, nil
-}
-
-func (r *registry[T]) remove(id int64) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	delete(r.items, id)
-}
-
-func millis(ms int) time.Duration { return time.Duration(ms) * time.Millisecond }
-
-// stringRecords splits a blob of records (see gopool.SplitRecords) into
-// strings: lists of strings cross as blobs because a C string cannot hold
-// the NUL that would separate them.
-func stringRecords(blob []byte) ([]string, error) {
-	records, err := gopool.SplitRecords(blob)
+// PoolNew starts a pool of workers. argv and env are records (see
+// shm.SplitRecords); init is every worker's init message; fds lists
+// descriptors (8-byte little-endian numbers) the workers inherit after the
+// core's own (see gopool.FirstInheritedFd).
+func PoolNew(workers, maxTasksPerWorker int, argv, env []byte, dir string, init, fds []byte, killGraceMs int, ownProcessGroup bool) (int64, error) {
+	spec, err := processSpec(argv, env, dir, init, fds)
 	if err != nil {
-		return nil, err
+		return result(int64(0), err)
 	}
-	out := make([]string, len(records))
-	for i, r := range records {
-		out[i] = string(r)
-	}
-	return out, nil
-}
-
-// PoolNew starts a pool of workers. argv and env are blobs of records;
-// init is the payload of every worker's first frame; fds lists descriptors
-// every worker inherits as 5, 6, ... (see ChildStart).
-func PoolNew(workers, maxTasksPerWorker int, argv, env []byte, dir string, init, fds []byte, killGraceMs int) (int64, error) {
-	spec, err := workerSpec(argv, env, dir, init, fds)
-	if err != nil {
-		return 0, err
-	}
-	spec.OwnProcessGroup = true
+	spec.OwnProcessGroup = ownProcessGroup
 	p, err := gopool.New(gopool.Options{
 		Workers:           workers,
 		MaxTasksPerWorker: maxTasksPerWorker,
@@ -80,162 +32,196 @@ func PoolNew(workers, maxTasksPerWorker int, argv, env []byte, dir string, init,
 	})
 	if err != nil {
 		closeFiles(spec.Inherit)
-		return 0, err
+		return result(int64(0), err)
 	}
 	return pools.add(p), nil
 }
 
-// PoolNewJob opens a job; see gopool.Pool.NewJob. timeoutMs limits each
-// of its tasks (0: no limit).
-func PoolNewJob(pool int64, notify bool, timeoutMs int) (int64, error) {
+// PoolSubmit adds the task records in the first n bytes of a buffer to a
+// job (0: a new one, with a time limit of timeoutMs per task, 0 for none)
+// and returns the job's id. flags: SubmitSeal, SubmitNotify.
+func PoolSubmit(pool, job int64, flags, timeoutMs int, buffer, n int64) (int64, error) {
+	p, err := pools.get(pool)
+	if err != nil {
+		return result(int64(0), err)
+	}
+	return result(withBuffer(buffer, func(buf []byte) (int64, error) {
+		tasks, err := splitTasks(buf, n)
+		if err != nil {
+			return 0, err
+		}
+		spec := gopool.JobSpec{ID: job, Notify: flags&SubmitNotify != 0, Timeout: millis(timeoutMs)}
+		return p.Submit(spec, tasks, flags&SubmitSeal != 0)
+	}))
+}
+
+// PoolRun submits the task records in a buffer as a new sealed job, then
+// collects it like PoolCollect for up to waitMs, into the same buffer
+// after the job's id (an 8-byte integer): one call for an apply().
+func PoolRun(pool int64, timeoutMs int, buffer, n int64, waitMs int) (int64, error) {
+	p, err := pools.get(pool)
+	if err != nil {
+		return result(int64(0), err)
+	}
+	return result(withBuffer(buffer, func(buf []byte) (int64, error) {
+		tasks, err := splitTasks(buf, n)
+		if err != nil {
+			return 0, err
+		}
+		reply := newReplyWriter(buf[8:])
+		job, results, done, refused, err := p.Run(gopool.JobSpec{Timeout: millis(timeoutMs)}, tasks, reply.take, millis(waitMs))
+		if err != nil {
+			return 0, err
+		}
+		binary.LittleEndian.PutUint64(buf, uint64(job))
+		if refused {
+			return tooSmall(8 + reply.need), nil
+		}
+		return 8 + reply.write(results, done), nil
+	}))
+}
+
+// PoolCollect acknowledges that the caller has handled the job's first
+// handled results, then writes the results that fit into a buffer (see
+// wire.go), waiting up to waitMs for one. It returns the bytes written, or
+// -(need+1) when the next result needs a buffer of need bytes. Results
+// stay lent until acknowledged, by a later PoolCollect or by PoolAck.
+func PoolCollect(pool, job, handled, buffer int64, waitMs int) (int64, error) {
+	return result(withBuffer(buffer, func(buf []byte) (int64, error) {
+		return collectInto(pool, job, handled, buf, waitMs)
+	}))
+}
+
+func collectInto(pool, job, handled int64, buf []byte, waitMs int) (int64, error) {
 	p, err := pools.get(pool)
 	if err != nil {
 		return 0, err
 	}
-	return p.NewJob(notify, millis(timeoutMs)), nil
-}
-
-// PoolSubmit adds the tasks in records (a blob of [8-byte length][payload]
-// records) to a job, and returns how many were added.
-func PoolSubmit(pool, job int64, records []byte) (int64, error) {
-	p, err := pools.get(pool)
+	reply := newReplyWriter(buf)
+	results, done, refused, err := p.Collect(job, handled, reply.take, millis(waitMs))
 	if err != nil {
 		return 0, err
 	}
-	payloads, err := gopool.SplitRecords(append([]byte(nil), records...))
-	if err != nil {
-		return 0, err
+	if refused {
+		return tooSmall(reply.need), nil
 	}
-	return int64(len(payloads)), p.Submit(job, payloads)
+	return reply.write(results, done), nil
 }
 
-// PoolSubmitJob opens a job, adds the tasks in records and seals it, in one
-// call. It returns the job id.
-func PoolSubmitJob(pool int64, notify bool, timeoutMs int, records []byte) (int64, error) {
-	p, err := pools.get(pool)
-	if err != nil {
-		return 0, err
-	}
-	payloads, err := gopool.SplitRecords(append([]byte(nil), records...))
-	if err != nil {
-		return 0, err
-	}
-	job := p.NewJob(notify, millis(timeoutMs))
-	if err := p.Submit(job, payloads); err != nil {
-		return 0, err
-	}
-	return job, p.Seal(job)
+// replyWriter writes the results of one job into a buffer (see wire.go),
+// as many as fit: its take is the Taker that decides.
+type replyWriter struct {
+	buf  []byte
+	room int
+	need int // the buffer size the first refused result needs
 }
 
-// PoolRun submits the tasks in records as one sealed job, like
-// PoolSubmitJob, then collects like PoolCollect for up to waitMs. It
-// returns [flags][8-byte job id][records]: one call for a whole apply() of
-// a short task.
-func PoolRun(pool int64, notify bool, timeoutMs int, records []byte, waitMs int) ([]byte, error) {
-	job, err := PoolSubmitJob(pool, notify, timeoutMs, records)
-	if err != nil {
-		return nil, err
-	}
-	p, err := pools.get(pool)
-	if err != nil {
-		return nil, err
-	}
-	results, done, err := p.Collect(job, 0, millis(waitMs))
-	if err != nil {
-		return nil, err
-	}
-	return encodeResults(results, done, binary.LittleEndian.AppendUint64(nil, uint64(job))), nil
+func newReplyWriter(buf []byte) *replyWriter {
+	return &replyWriter{buf: buf, room: len(buf) - replyHeaderSize}
 }
 
-// PoolSeal seals a job.
-func PoolSeal(pool, job int64) (int64, error) {
-	p, err := pools.get(pool)
-	if err != nil {
-		return 0, err
+func (w *replyWriter) take(_ int64, r *gopool.Result) bool {
+	if r == nil {
+		return true
 	}
-	return 0, p.Seal(job)
+	size := resultSize(r)
+	if size > w.room {
+		w.need = replyHeaderSize + size
+		return false
+	}
+	w.room -= size
+	return true
 }
 
-// Collect blob: [flags][records], flags bit 0 = the job is complete and all
-// its results are in this blob; each record is
-// [8-byte index][1-byte status][8-byte length][payload].
-const flagJobDone = 1
-
-// PoolCollect takes up to max results of a job (all if max ≤ 0), waiting up
-// to timeoutMs for the first.
-func PoolCollect(pool, job int64, max, timeoutMs int) ([]byte, error) {
-	p, err := pools.get(pool)
-	if err != nil {
-		return nil, err
-	}
-	results, done, err := p.Collect(job, max, millis(timeoutMs))
-	if err != nil {
-		return nil, err
-	}
-	return encodeResults(results, done, nil), nil
-}
-
-// encodeResults writes [flags][header][records] (see PoolCollect).
-func encodeResults(results []gopool.Result, done bool, header []byte) []byte {
-	size := 1 + len(header)
-	for _, r := range results {
-		size += 17 + len(r.Payload)
-	}
-	out := make([]byte, 1, size)
+func (w *replyWriter) write(results []gopool.Result, done bool) int64 {
+	flags := uint32(0)
 	if done {
-		out[0] = flagJobDone
+		flags = ReplyDone
 	}
-	out = append(out, header...)
-	for _, r := range results {
-		out = binary.LittleEndian.AppendUint64(out, uint64(r.Index))
-		out = append(out, byte(r.Status))
-		out = binary.LittleEndian.AppendUint64(out, uint64(len(r.Payload)))
-		out = append(out, r.Payload...)
-	}
-	return out
+	putReplyHeader(w.buf, uint32(len(results)), flags)
+	return int64(replyHeaderSize + putResults(w.buf[replyHeaderSize:], results))
 }
 
-// PoolCancel cancels a job and returns how many of its tasks it
-// cancelled; see gopool.Pool.Cancel.
+// PoolAck acknowledges that the caller has handled the job's first
+// handled results.
+func PoolAck(pool, job, handled int64) (int64, error) {
+	p, err := pools.get(pool)
+	if err != nil {
+		return result(int64(0), err)
+	}
+	p.Ack(job, handled)
+	return 0, nil
+}
+
+// PoolCollectNotified acknowledges what the previous call lent if ack is
+// set, then writes the results of notify jobs that fit into a buffer (see
+// wire.go), waiting up to waitMs for one. It returns the bytes written, or
+// -(need+1) when the next job's results need a buffer of need bytes.
+func PoolCollectNotified(pool int64, ack bool, buffer int64, waitMs int) (int64, error) {
+	p, err := pools.get(pool)
+	if err != nil {
+		return result(int64(0), err)
+	}
+	return result(withBuffer(buffer, func(buf []byte) (int64, error) {
+		room, need := len(buf)-replyHeaderSize, 0
+		take := func(_ int64, r *gopool.Result) bool {
+			size := jobHeaderSize // asked first, once per job
+			if r != nil {
+				size = resultSize(r)
+			}
+			if size > room {
+				need = replyHeaderSize + jobHeaderSize + size
+				return false
+			}
+			room -= size
+			return true
+		}
+		batches, refused := p.CollectNotified(ack, take, millis(waitMs))
+		if refused {
+			return tooSmall(need), nil
+		}
+		pos := replyHeaderSize
+		for _, b := range batches {
+			flags := uint32(0)
+			if b.Done {
+				flags = ReplyDone
+			}
+			binary.LittleEndian.PutUint64(buf[pos:], uint64(b.Job))
+			binary.LittleEndian.PutUint32(buf[pos+8:], uint32(len(b.Results)))
+			binary.LittleEndian.PutUint32(buf[pos+12:], flags)
+			pos += jobHeaderSize
+			pos += putResults(buf[pos:], b.Results)
+		}
+		putReplyHeader(buf, uint32(len(batches)), 0)
+		return int64(pos), nil
+	}))
+}
+
+// PoolCancel cancels a job and returns how many of its tasks it cancelled.
 func PoolCancel(pool, job int64) (int64, error) {
 	p, err := pools.get(pool)
 	if err != nil {
-		return 0, err
+		return result(int64(0), err)
 	}
 	n, err := p.Cancel(job)
-	return int64(n), err
+	return result(int64(n), err)
 }
 
 // PoolDiscard forgets a job whose results nobody will collect.
 func PoolDiscard(pool, job int64) (int64, error) {
 	p, err := pools.get(pool)
 	if err != nil {
-		return 0, err
+		return result(int64(0), err)
 	}
 	p.Discard(job)
 	return 0, nil
-}
-
-// PoolNextEvents returns [0][8-byte job id]... for the notify jobs completed
-// since the last call, waiting up to timeoutMs for the first.
-func PoolNextEvents(pool int64, timeoutMs int) ([]byte, error) {
-	p, err := pools.get(pool)
-	if err != nil {
-		return nil, err
-	}
-	ids := p.NextEvents(millis(timeoutMs))
-	out := make([]byte, 1, 1+8*len(ids))
-	for _, id := range ids {
-		out = binary.LittleEndian.AppendUint64(out, uint64(id))
-	}
-	return out, nil
 }
 
 // PoolClose closes a pool: no new work, workers exit when done.
 func PoolClose(pool int64) (int64, error) {
 	p, err := pools.get(pool)
 	if err != nil {
-		return 0, err
+		return result(int64(0), err)
 	}
 	p.Close()
 	return 0, nil
@@ -245,7 +231,7 @@ func PoolClose(pool int64) (int64, error) {
 func PoolTerminate(pool int64) (int64, error) {
 	p, err := pools.get(pool)
 	if err != nil {
-		return 0, err
+		return result(int64(0), err)
 	}
 	p.Terminate()
 	return 0, nil
@@ -256,44 +242,51 @@ func PoolTerminate(pool int64) (int64, error) {
 func PoolJoin(pool int64, timeoutMs int) (bool, error) {
 	p, err := pools.get(pool)
 	if err != nil {
-		return false, err
+		return result(false, err)
 	}
-	return p.Join(millis(timeoutMs))
+	return result(p.Join(millis(timeoutMs)))
 }
 
 // PoolRelease terminates a pool and forgets its id.
 func PoolRelease(pool int64) (int64, error) {
-	p, err := pools.get(pool)
+	p, err := pools.take(pool)
 	if err != nil {
-		return 0, err
+		return result(int64(0), err)
 	}
 	p.Release()
-	pools.remove(pool)
 	return 0, nil
 }
 
-// PoolWorkers returns [0] then, per live worker, four 8-byte fields:
-// pid, tasks done, job id of its current task (0 when idle), task index.
-func PoolWorkers(pool int64) ([]byte, error) {
+// PoolWorkers writes the live workers into a buffer (see wire.go) and
+// returns the bytes written, or -(need+1).
+func PoolWorkers(pool, buffer int64) (int64, error) {
 	p, err := pools.get(pool)
 	if err != nil {
-		return nil, err
+		return result(int64(0), err)
 	}
 	infos := p.Workers()
-	out := make([]byte, 1, 1+32*len(infos))
-	for _, w := range infos {
-		for _, v := range []int64{int64(w.Pid), int64(w.TasksDone), w.Job, w.Index} {
-			out = binary.LittleEndian.AppendUint64(out, uint64(v))
+	return result(withBuffer(buffer, func(buf []byte) (int64, error) {
+		need := replyHeaderSize + workerRecordSize*len(infos)
+		if need > len(buf) {
+			return tooSmall(need), nil
 		}
-	}
-	return out, nil
+		putReplyHeader(buf, uint32(len(infos)), 0)
+		pos := replyHeaderSize
+		for _, w := range infos {
+			for _, v := range []int64{int64(w.Pid), int64(w.TasksDone), w.Job, w.Index} {
+				binary.LittleEndian.PutUint64(buf[pos:], uint64(v))
+				pos += 8
+			}
+		}
+		return int64(pos), nil
+	}))
 }
 
 // PoolQueued returns how many tasks wait for a worker.
 func PoolQueued(pool int64) (int64, error) {
 	p, err := pools.get(pool)
 	if err != nil {
-		return 0, err
+		return result(int64(0), err)
 	}
 	return int64(p.Queued()), nil
 }

@@ -2,14 +2,18 @@ package pybind
 
 import (
 	"encoding/binary"
-	"errors"
 	"os"
 	"syscall"
 
 	"github.com/gopool/gopool/gopool"
+	"github.com/gopool/gopool/gopool/shm"
 )
 
-var children = registry[*gopool.Child]{items: map[int64]*gopool.Child{}}
+var children = newRegistry[*gopool.Child]()
+
+// ChildStillRunning is what ChildWait returns for a child that has not
+// exited: no exit code or minus a signal number can be this.
+const ChildStillRunning = -1 << 32
 
 // inheritFiles duplicates the descriptors listed in fds (8-byte
 // little-endian numbers) so that the core owns copies for as long as it
@@ -17,7 +21,7 @@ var children = registry[*gopool.Child]{items: map[int64]*gopool.Child{}}
 // handed to receive them.
 func inheritFiles(fds []byte) ([]*os.File, error) {
 	if len(fds)%8 != 0 {
-		return nil, errors.New("gopool: descriptor list is not a multiple of 8 bytes")
+		return nil, errBadArgument("descriptor list is not a multiple of 8 bytes")
 	}
 	files := make([]*os.File, 0, len(fds)/8)
 	for i := 0; i < len(fds); i += 8 {
@@ -25,7 +29,7 @@ func inheritFiles(fds []byte) ([]*os.File, error) {
 		dup, _, errno := syscall.Syscall(syscall.SYS_FCNTL, uintptr(fd), syscall.F_DUPFD_CLOEXEC, 0)
 		if errno != 0 {
 			closeFiles(files)
-			return nil, &os.SyscallError{Syscall: "fcntl(F_DUPFD_CLOEXEC)", Err: errno}
+			return nil, os.NewSyscallError("fcntl(F_DUPFD_CLOEXEC)", errno)
 		}
 		files = append(files, os.NewFile(dup, "inherited"))
 	}
@@ -38,7 +42,23 @@ func closeFiles(files []*os.File) {
 	}
 }
 
-func workerSpec(argv, env []byte, dir string, init, fds []byte) (gopool.WorkerSpec, error) {
+// stringRecords splits records into strings: lists of strings cross as
+// records because a C string cannot hold the NUL that would separate them.
+func stringRecords(blob []byte) ([]string, error) {
+	records, err := shm.SplitRecords(blob)
+	if err != nil {
+		return nil, errBadArgument("string records: %v", err)
+	}
+	out := make([]string, len(records))
+	for i, r := range records {
+		out[i] = string(r)
+	}
+	return out, nil
+}
+
+// processSpec decodes how to start a process. gopy's []byte arguments are
+// the caller's only for the call: init is copied.
+func processSpec(argv, env []byte, dir string, init, fds []byte) (gopool.WorkerSpec, error) {
 	args, err := stringRecords(argv)
 	if err != nil {
 		return gopool.WorkerSpec{}, err
@@ -55,16 +75,16 @@ func workerSpec(argv, env []byte, dir string, init, fds []byte) (gopool.WorkerSp
 }
 
 // ChildStart starts a child process (see gopool.Child): argv and env are
-// blobs of records, fds a list of descriptors it inherits as 5, 6, ...
+// records, fds descriptors it inherits after the core's own.
 func ChildStart(argv, env []byte, dir string, init, fds []byte) (int64, error) {
-	spec, err := workerSpec(argv, env, dir, init, fds)
+	spec, err := processSpec(argv, env, dir, init, fds)
 	if err != nil {
-		return 0, err
+		return result(int64(0), err)
 	}
 	c, err := gopool.StartChild(spec)
 	closeFiles(spec.Inherit) // the child has its copies
 	if err != nil {
-		return 0, err
+		return result(int64(0), err)
 	}
 	return children.add(c), nil
 }
@@ -73,7 +93,7 @@ func ChildStart(argv, env []byte, dir string, init, fds []byte) (int64, error) {
 func ChildPid(child int64) (int64, error) {
 	c, err := children.get(child)
 	if err != nil {
-		return 0, err
+		return result(int64(0), err)
 	}
 	return int64(c.Pid()), nil
 }
@@ -83,37 +103,44 @@ func ChildPid(child int64) (int64, error) {
 func ChildSentinel(child int64) (int64, error) {
 	c, err := children.get(child)
 	if err != nil {
-		return 0, err
+		return result(int64(0), err)
 	}
 	return int64(c.Sentinel()), nil
 }
 
-// ChildWait waits up to timeoutMs for the child to exit; it returns the
-// exit code (minus the signal number after a signal) or gopool.StillRunning.
+// ChildWait waits up to timeoutMs for the child to exit; it returns its
+// exit code, or minus the signal that killed it, or ChildStillRunning.
 func ChildWait(child int64, timeoutMs int) (int64, error) {
 	c, err := children.get(child)
 	if err != nil {
-		return 0, err
+		return result(int64(0), err)
 	}
-	return int64(c.Wait(millis(timeoutMs))), nil
+	exit, ok := c.Wait(millis(timeoutMs))
+	switch {
+	case !ok:
+		return ChildStillRunning, nil
+	case exit.Signal != 0:
+		return -int64(exit.Signal), nil
+	default:
+		return int64(exit.Code), nil
+	}
 }
 
 // ChildSignal sends a signal to a child that has not exited.
 func ChildSignal(child int64, sig int) (int64, error) {
 	c, err := children.get(child)
 	if err != nil {
-		return 0, err
+		return result(int64(0), err)
 	}
-	return 0, c.Signal(syscall.Signal(sig))
+	return result(int64(0), c.Signal(syscall.Signal(sig)))
 }
 
-// ChildRelease forgets a child and closes the core's ends of its streams.
+// ChildRelease forgets a child and closes the core's ends of its pipes.
 func ChildRelease(child int64) (int64, error) {
-	c, err := children.get(child)
+	c, err := children.take(child)
 	if err != nil {
-		return 0, err
+		return result(int64(0), err)
 	}
 	c.Release()
-	children.remove(child)
 	return 0, nil
 }

@@ -3,7 +3,7 @@ package pybind
 import (
 	"errors"
 
-	"github.com/gopool/gopool/gopool"
+	"github.com/gopool/gopool/gopool/shm"
 )
 
 // Queues and the buffers that carry their items. Items cross between
@@ -16,17 +16,14 @@ import (
 // number of bytes written into the buffer, -1 when the queue stayed empty,
 // or -(need+1) when the next item needs a buffer of need bytes.
 
-var (
-	queues  = registry[*gopool.Queue]{items: map[int64]*gopool.Queue{}}
-	buffers = registry[*gopool.SharedBuffer]{items: map[int64]*gopool.SharedBuffer{}}
-)
+var queues = newRegistry[*shm.Queue]()
 
 // QueueNew creates a queue that holds at most maxItems items (0: no bound)
 // in a shared ring of ringSize bytes (0: the default).
 func QueueNew(maxItems, ringSize int64) (int64, error) {
-	q, err := gopool.NewQueue(gopool.QueueOptions{MaxItems: int(maxItems), RingSize: int(ringSize)})
+	q, err := shm.NewQueue(shm.QueueOptions{MaxItems: int(maxItems), RingSize: int(ringSize)})
 	if err != nil {
-		return 0, err
+		return result(int64(0), err)
 	}
 	return queues.add(q), nil
 }
@@ -34,9 +31,9 @@ func QueueNew(maxItems, ringSize int64) (int64, error) {
 // QueueOpen maps the queue whose memory file is the inherited descriptor
 // fd. The descriptor stays the caller's.
 func QueueOpen(fd int64) (int64, error) {
-	q, err := gopool.OpenQueue(int(fd))
+	q, err := shm.OpenQueue(int(fd))
 	if err != nil {
-		return 0, err
+		return result(int64(0), err)
 	}
 	return queues.add(q), nil
 }
@@ -45,7 +42,7 @@ func QueueOpen(fd int64) (int64, error) {
 func QueueFd(queue int64) (int64, error) {
 	q, err := queues.get(queue)
 	if err != nil {
-		return 0, err
+		return result(int64(0), err)
 	}
 	return int64(q.Fd()), nil
 }
@@ -54,7 +51,7 @@ func QueueFd(queue int64) (int64, error) {
 func QueueMaxItems(queue int64) (int64, error) {
 	q, err := queues.get(queue)
 	if err != nil {
-		return 0, err
+		return result(int64(0), err)
 	}
 	return int64(q.MaxItems()), nil
 }
@@ -63,42 +60,27 @@ func QueueMaxItems(queue int64) (int64, error) {
 func QueueMaxItemSize(queue int64) (int64, error) {
 	q, err := queues.get(queue)
 	if err != nil {
-		return 0, err
+		return result(int64(0), err)
 	}
 	return int64(q.MaxItemSize()), nil
 }
 
 // QueueRelease unmaps the queue from this process and forgets its id.
 func QueueRelease(queue int64) (int64, error) {
-	q, err := queues.get(queue)
+	q, err := queues.take(queue)
 	if err != nil {
-		return 0, err
+		return result(int64(0), err)
 	}
-	queues.remove(queue)
-	return 0, q.Close()
+	return result(int64(0), q.Close())
 }
 
 // QueueLen returns the number of items in the queue.
 func QueueLen(queue int64) (int64, error) {
 	q, err := queues.get(queue)
 	if err != nil {
-		return 0, err
+		return result(int64(0), err)
 	}
 	return int64(q.Len()), nil
-}
-
-// withBuffer runs f on the bytes of a buffer.
-func withBuffer(buffer int64, f func(data []byte) (int64, error)) (int64, error) {
-	b, err := buffers.get(buffer)
-	if err != nil {
-		return 0, err
-	}
-	data, err := b.Acquire()
-	if err != nil {
-		return 0, err
-	}
-	defer b.Release()
-	return f(data)
 }
 
 // QueuePut puts the first n bytes of a buffer as one item. It returns 1,
@@ -106,65 +88,65 @@ func withBuffer(buffer int64, f func(data []byte) (int64, error)) (int64, error)
 func QueuePut(queue, buffer, n int64, timeoutMs int) (int64, error) {
 	q, err := queues.get(queue)
 	if err != nil {
-		return 0, err
+		return result(int64(0), err)
 	}
-	return withBuffer(buffer, func(data []byte) (int64, error) {
+	return result(withBuffer(buffer, func(data []byte) (int64, error) {
 		if n < 0 || n > int64(len(data)) {
-			return 0, errors.New("gopool: item length out of the buffer")
+			return 0, errBadArgument("item length %d out of a buffer of %d bytes", n, len(data))
 		}
 		switch err := q.Put(data[:n], millis(timeoutMs)); err {
 		case nil:
 			return 1, nil
-		case gopool.ErrQueueFull:
+		case shm.ErrQueueFull:
 			return 0, nil
 		default:
-			return 0, err
+			return result(int64(0), err)
 		}
-	})
+	}))
 }
 
 // QueuePutMany puts the items stored in a buffer from byte start to byte
 // end as records ([8-byte little-endian length][item], see
-// gopool.SplitRecords), in order, waiting up to timeoutMs for room. It
+// shm.SplitRecords), in order, waiting up to timeoutMs for room. It
 // returns how many bytes of records it put: less than end-start if the
 // queue stayed full.
 func QueuePutMany(queue, buffer, start, end int64, timeoutMs int) (int64, error) {
 	q, err := queues.get(queue)
 	if err != nil {
-		return 0, err
+		return result(int64(0), err)
 	}
-	return withBuffer(buffer, func(data []byte) (int64, error) {
+	return result(withBuffer(buffer, func(data []byte) (int64, error) {
 		if start < 0 || start > end || end > int64(len(data)) {
-			return 0, errors.New("gopool: records out of the buffer")
+			return 0, errBadArgument("records [%d, %d) out of a buffer of %d bytes", start, end, len(data))
 		}
-		items, err := gopool.SplitRecords(data[start:end])
+		items, err := shm.SplitRecords(data[start:end])
 		if err != nil {
-			return 0, err
+			return result(int64(0), err)
 		}
 		put, err := q.PutBatch(items, millis(timeoutMs))
 		var done int64
 		for _, it := range items[:put] {
 			done += 8 + int64(len(it))
 		}
-		if err == gopool.ErrQueueFull {
+		if err == shm.ErrQueueFull {
 			err = nil
 		}
 		return done, err
-	})
+	}))
 }
 
 // getResult turns a get's result into the binding's convention.
 func getResult(n int, err error) (int64, error) {
-	var small *gopool.BufferTooSmallError
+	var small *shm.BufferTooSmallError
 	switch {
 	case err == nil:
 		return int64(n), nil
-	case err == gopool.ErrQueueEmpty:
+	case err == shm.ErrQueueEmpty:
 		return -1, nil
 	case errors.As(err, &small):
 		return -int64(small.Need) - 1, nil
 	default:
-		return 0, err
+		return result(int64(0), err)
 	}
 }
 
@@ -173,11 +155,11 @@ func getResult(n int, err error) (int64, error) {
 func QueueGet(queue, buffer int64, timeoutMs int) (int64, error) {
 	q, err := queues.get(queue)
 	if err != nil {
-		return 0, err
+		return result(int64(0), err)
 	}
-	return withBuffer(buffer, func(data []byte) (int64, error) {
+	return result(withBuffer(buffer, func(data []byte) (int64, error) {
 		return getResult(q.Get(data, millis(timeoutMs)))
-	})
+	}))
 }
 
 // QueueGetMany takes up to limit items that are in the queue, waiting up
@@ -186,28 +168,28 @@ func QueueGet(queue, buffer int64, timeoutMs int) (int64, error) {
 func QueueGetMany(queue, buffer, limit int64, timeoutMs int) (int64, error) {
 	q, err := queues.get(queue)
 	if err != nil {
-		return 0, err
+		return result(int64(0), err)
 	}
-	return withBuffer(buffer, func(data []byte) (int64, error) {
+	return result(withBuffer(buffer, func(data []byte) (int64, error) {
 		_, n, err := q.GetBatch(data, int(limit), millis(timeoutMs))
 		return getResult(n, err)
-	})
+	}))
 }
 
 // QueueTaskDone marks one item as processed (JoinableQueue).
 func QueueTaskDone(queue int64) (int64, error) {
 	q, err := queues.get(queue)
 	if err != nil {
-		return 0, err
+		return result(int64(0), err)
 	}
-	return 0, q.TaskDone()
+	return result(int64(0), q.TaskDone())
 }
 
 // QueueUnfinished returns the number of items put and not marked done.
 func QueueUnfinished(queue int64) (int64, error) {
 	q, err := queues.get(queue)
 	if err != nil {
-		return 0, err
+		return result(int64(0), err)
 	}
 	return int64(q.Unfinished()), nil
 }
@@ -217,35 +199,7 @@ func QueueUnfinished(queue int64) (int64, error) {
 func QueueJoin(queue int64, timeoutMs int) (bool, error) {
 	q, err := queues.get(queue)
 	if err != nil {
-		return false, err
+		return result(false, err)
 	}
-	return q.Join(millis(timeoutMs))
-}
-
-// BufferNew creates a shared buffer of size bytes.
-func BufferNew(size int64) (int64, error) {
-	b, err := gopool.NewSharedBuffer(int(size))
-	if err != nil {
-		return 0, err
-	}
-	return buffers.add(b), nil
-}
-
-// BufferFd returns the descriptor of a buffer's memory file, for mmap.
-func BufferFd(buffer int64) (int64, error) {
-	b, err := buffers.get(buffer)
-	if err != nil {
-		return 0, err
-	}
-	return int64(b.Fd()), nil
-}
-
-// BufferRelease unmaps a buffer and forgets its id.
-func BufferRelease(buffer int64) (int64, error) {
-	b, err := buffers.get(buffer)
-	if err != nil {
-		return 0, err
-	}
-	buffers.remove(buffer)
-	return 0, b.Close()
+	return result(q.Join(millis(timeoutMs)))
 }

@@ -1,8 +1,10 @@
 """The entry point of a process started for gopool.Process.
 
-fd 3 carries one init frame (preparation data, then the pickled Process
-object) and stays open until the parent dies: it is the parent sentinel.
-The inherited descriptors of shared objects are fds 5, 6, ...
+fd 3 is a pipe from the core: one init message ([8-byte length][payload]:
+preparation data, then the pickled Process object), then nothing until the
+parent dies, so it doubles as the parent sentinel. fd 4 is the write end of
+the pipe whose read end is the parent's sentinel for this process. The
+inherited descriptors of shared objects are fds 5, 6, ...
 """
 
 from __future__ import annotations
@@ -13,16 +15,27 @@ from multiprocessing import process
 
 from gopool import _serialize as ser
 from gopool import _spawning
-from gopool._worker import KIND_INIT, TASK_FD, RESULT_FD, _FrameReader
+
+INIT_FD = 3
+SENTINEL_FD = 4
+
+
+def _read_exactly(fd: int, n: int) -> bytes:
+    chunks = []
+    while n:
+        chunk = os.read(fd, min(n, 1 << 20))
+        if not chunk:
+            raise EOFError("the parent closed the init pipe")
+        chunks.append(chunk)
+        n -= len(chunk)
+    return b"".join(chunks)
 
 
 def main() -> None:
-    for fd in (TASK_FD, RESULT_FD):
+    for fd in (INIT_FD, SENTINEL_FD):
         os.set_inheritable(fd, False)
-    first = _FrameReader(TASK_FD).read()
-    if first is None or first[0] != KIND_INIT:
-        sys.exit(2)
-    prep_part, process_part = ser.unpack(first[2])
+    (length,) = ser.LEN.unpack(_read_exactly(INIT_FD, ser.LEN.size))
+    prep_part, process_part = ser.unpack(_read_exactly(INIT_FD, length))
     _spawning.prepare(ser.loads(prep_part))
     current = process.current_process()
     current._inheriting = True
@@ -30,4 +43,6 @@ def main() -> None:
         process_obj = ser.loads(process_part)
     finally:
         del current._inheriting
-    sys.exit(process_obj._bootstrap(parent_sentinel=TASK_FD))
+    sys.exit(process_obj._bootstrap(parent_sentinel=INIT_FD))
+
+

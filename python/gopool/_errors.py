@@ -68,12 +68,10 @@ class ForkedChildError(RuntimeError):
     """
 
 
-class MaybeEncodingError(multiprocessing.pool.MaybeEncodingError):
-    """A worker could not pickle a task's result."""
-
-
-class RemoteTraceback(multiprocessing.pool.RemoteTraceback):
-    """The traceback of an exception raised in a worker, set as ``__cause__``."""
+# The stdlib's own classes, not subclasses: code compares them by identity
+# (``type(exc.__cause__) is multiprocessing.pool.RemoteTraceback``).
+MaybeEncodingError = multiprocessing.pool.MaybeEncodingError
+RemoteTraceback = multiprocessing.pool.RemoteTraceback
 
 
 def describe_exit(exitcode: int) -> str:

@@ -14,18 +14,28 @@ from __future__ import annotations
 
 import copyreg
 import io
+import itertools
 import pickle
 import struct
 from collections import ChainMap
 from typing import Any, Mapping, Optional
 
 PROTOCOL = pickle.HIGHEST_PROTOCOL
-_LEN = struct.Struct("<Q")
+LEN = struct.Struct("<Q")  # the length of a record
 
 # Task modes: how a worker applies the function to the task's arguments.
 MODE_APPLY = 0  # func(*args, **kwds)
 MODE_MAP = 1  # [func(x) for x in args]
 MODE_STARMAP = 2  # [func(*x) for x in args]
+
+
+def call_task(func: Any, args: Any, kwds: Any, mode: int) -> Any:
+    """Run one task as its mode says."""
+    if mode == MODE_APPLY:
+        return func(*args, **kwds)
+    if mode == MODE_MAP:
+        return list(map(func, args))
+    return list(itertools.starmap(func, args))
 
 
 def dumps(obj: Any, reducers: Optional[Mapping] = None) -> bytes:
@@ -38,7 +48,7 @@ def dumps(obj: Any, reducers: Optional[Mapping] = None) -> bytes:
         if reducers is None:
             data = pickle.dumps(obj, PROTOCOL)
         else:
-            data = _dumps_with(pickle.Pickler, obj, ChainMap(reducers, copyreg.dispatch_table))
+            data = _dumps_with(pickle.Pickler, copyreg.dispatch_table, obj, reducers)
     except Exception:
         return _cloud_dumps(obj, reducers)
     if b"__main__" in data:
@@ -46,13 +56,22 @@ def dumps(obj: Any, reducers: Optional[Mapping] = None) -> bytes:
     return data
 
 
-def _dumps_with(pickler_class, obj: Any, dispatch_table: Mapping) -> bytes:
-    # A subclass, not an instance attribute: the C pickler reads its
-    # dispatch_table when it is created, and a subclass's instance
-    # attribute would not reach it.
-    pickler_class = type("_Pickler", (pickler_class,), {"dispatch_table": dispatch_table})
+_picklers: dict = {}
+
+
+def _dumps_with(base: type, base_table: Mapping, obj: Any, reducers: Mapping) -> bytes:
+    """Pickle with a subclass of base whose dispatch table puts reducers
+    before base_table. A subclass, not an instance attribute: the C pickler
+    reads its dispatch_table when it is created, and a subclass's instance
+    attribute would not reach it. The classes are made once per reducers
+    mapping (which may grow: the ChainMap sees it)."""
+    key = (base, id(reducers))
+    entry = _picklers.get(key)
+    if entry is None or entry[0] is not reducers:
+        entry = (reducers, type("_Pickler", (base,), {"dispatch_table": ChainMap(reducers, base_table)}))
+        _picklers[key] = entry
     buffer = io.BytesIO()
-    pickler_class(buffer, PROTOCOL).dump(obj)
+    entry[1](buffer, PROTOCOL).dump(obj)
     return buffer.getvalue()
 
 
@@ -61,19 +80,38 @@ def _cloud_dumps(obj: Any, reducers: Optional[Mapping] = None) -> bytes:
 
     if reducers is None:
         return cloudpickle.dumps(obj, PROTOCOL)
-    table = ChainMap(reducers, cloudpickle.CloudPickler.dispatch_table)
-    return _dumps_with(cloudpickle.CloudPickler, obj, table)
+    return _dumps_with(cloudpickle.CloudPickler, cloudpickle.CloudPickler.dispatch_table, obj, reducers)
 
 
 loads = pickle.loads
+
+# Types whose pickle cannot hold anything that needs the stdlib's process
+# reducers or cloudpickle: pickled at once.
+_PLAIN = frozenset({int, float, complex, str, bytes, bytearray, bool, type(None)})
+
+
+def process_reducers() -> Mapping:
+    """The reducers of multiprocessing's ForkingPickler (connections,
+    sockets...), which the stdlib's queues and process arguments use."""
+    from multiprocessing.reduction import ForkingPickler
+
+    return ForkingPickler._extra_reducers
+
+
+def dumps_item(obj: Any) -> bytes:
+    """Pickle a queue item the way the stdlib's queues do (with the process
+    reducers), and with cloudpickle for what pickle cannot send by reference."""
+    if type(obj) in _PLAIN:
+        return pickle.dumps(obj, PROTOCOL)
+    return dumps(obj, process_reducers())
 
 
 def pack(*parts: bytes) -> bytes:
     """Join byte strings as [8-byte length][bytes] records."""
     if len(parts) == 2:  # the hot case: a task is (function, arguments)
         a, b = parts
-        return _LEN.pack(len(a)) + a + _LEN.pack(len(b)) + b
-    return b"".join(_LEN.pack(len(p)) + p for p in parts)
+        return LEN.pack(len(a)) + a + LEN.pack(len(b)) + b
+    return b"".join(LEN.pack(len(p)) + p for p in parts)
 
 
 def unpack(blob) -> list:
@@ -82,7 +120,7 @@ def unpack(blob) -> list:
     view = memoryview(blob)
     pos = 0
     while pos < len(view):
-        (n,) = _LEN.unpack_from(view, pos)
+        (n,) = LEN.unpack_from(view, pos)
         pos += 8
         parts.append(view[pos : pos + n])
         pos += n
@@ -106,9 +144,31 @@ def dumps_exception(exc: BaseException) -> bytes:
 
 
 def _unpicklable_exception(exc: BaseException, pickling_error: Exception) -> BaseException:
+    return encoding_error(pickling_error, exc)
+
+
+def encoding_error(error: Exception, value: Any) -> BaseException:
+    """The stdlib's MaybeEncodingError for a value that could not be
+    pickled. Its message holds the value's repr; for a value whose repr
+    fails too (a structure nested too deep) a shortened repr stands in."""
     from gopool._errors import MaybeEncodingError
 
-    return MaybeEncodingError(pickling_error, exc)
+    try:
+        return MaybeEncodingError(error, value)
+    except Exception:
+        import reprlib
+
+        return MaybeEncodingError(error, _Repr(reprlib.repr(value)))
+
+
+class _Repr:
+    """An object whose repr is a given text."""
+
+    def __init__(self, text: str):
+        self.text = text
+
+    def __repr__(self) -> str:
+        return self.text
 
 
 def loads_exception(payload) -> BaseException:

@@ -16,8 +16,9 @@ from multiprocessing import context, process
 from typing import Any, Dict, List
 
 from gopool import _serialize as ser
+from gopool import _wire
 
-FIRST_INHERITED_FD = 5  # gopool/process.go, FirstInheritedFd
+FIRST_INHERITED_FD = _wire.FIRST_INHERITED_FD
 
 
 class _DupFd:

@@ -1,68 +1,25 @@
-"""The worker process: runs tasks that the Go core sends it.
+"""The worker process: runs the tasks the Go core sends it.
 
-The core starts it with fork+exec of the interpreter, the task stream on fd 3
-and the result stream on fd 4 (frame layout: gopool/frame.go). It never loads
-the Go binding, so a task may fork freely. It ignores SIGINT: the parent
-decides what Ctrl-C means.
+The core starts it with its channel on fd 3 and the pool's doorbell on fd 4
+(see gopool/shm/channel.go and gopool/protocol.go); descriptors of shared
+objects in the initializer's arguments follow from fd 5. It reads its
+init message, then tasks, through ``gopool._channel`` (C: a worker never
+loads the Go runtime, so a task may fork freely) and answers each one. It
+ignores SIGINT: the parent decides what Ctrl-C means.
 """
 
 from __future__ import annotations
 
-import itertools
 import os
 import signal
-import struct
 import sys
 
 from gopool import _serialize as ser
-
-_HEADER = struct.Struct("<QBQ")
-KIND_INIT = 0x20
-KIND_TASK = 0x21
-KIND_INIT_FAILED = 0x30
-KIND_RETIRING = 0x31
-STATUS_OK = 0
-STATUS_ERROR = 1
-
-TASK_FD = 3
-RESULT_FD = 4
+from gopool import _wire
 
 _FUNC_CACHE_SIZE = 64
 
-
-class _FrameReader:
-    def __init__(self, fd: int):
-        self._file = open(fd, "rb", buffering=1 << 16, closefd=False)
-
-    def read(self):
-        """Return (kind, tag, payload), or None at end of stream."""
-        header = self._file.read(_HEADER.size)
-        if not header:
-            return None
-        if len(header) < _HEADER.size:
-            raise EOFError("task stream ended inside a frame header")
-        length, kind, tag = _HEADER.unpack(header)
-        payload = self._file.read(length)
-        if len(payload) < length:
-            raise EOFError("task stream ended inside a frame")
-        return kind, tag, payload
-
-
-def _write_frame(fd: int, kind: int, tag: int, payload: bytes) -> None:
-    header = _HEADER.pack(len(payload), kind, tag)
-    if len(payload) < 1 << 16:
-        data = memoryview(header + payload)
-        while data:
-            data = data[os.write(fd, data) :]
-        return
-    buffers = [memoryview(header), memoryview(payload)]
-    while buffers:
-        written = os.writev(fd, buffers)
-        while buffers and written >= len(buffers[0]):
-            written -= len(buffers[0])
-            buffers.pop(0)
-        if buffers and written:
-            buffers[0] = buffers[0][written:]
+_memory_limit = None  # bytes of address space a worker may use, or None
 
 
 class _OverMemoryLimit(Exception):
@@ -89,32 +46,21 @@ class _FunctionCache:
 
 
 def run_task(payload, functions: _FunctionCache):
-    """Run one task; return (status, encoded result)."""
+    """Run one task; return (message kind, encoded result)."""
     try:
         func_part, rest = ser.unpack(payload)
         func = functions.load(func_part)
-        args, kwds, mode = ser.loads(rest)
-        if mode == ser.MODE_APPLY:
-            value = func(*args, **kwds)
-        elif mode == ser.MODE_MAP:
-            value = list(map(func, args))
-        else:
-            value = list(itertools.starmap(func, args))
+        value = ser.call_task(func, *ser.loads(rest))
     except MemoryError as exc:
         if _memory_limit is None:
-            return STATUS_ERROR, ser.dumps_exception(exc)
+            return _wire.MSG_RESULT_ERROR, ser.dumps_exception(exc)
         raise _OverMemoryLimit(exc) from None
     except Exception as exc:
-        return STATUS_ERROR, ser.dumps_exception(exc)
+        return _wire.MSG_RESULT_ERROR, ser.dumps_exception(exc)
     try:
-        return STATUS_OK, ser.dumps(value)
+        return _wire.MSG_RESULT_OK, ser.dumps(value)
     except Exception as exc:
-        from gopool._errors import MaybeEncodingError
-
-        return STATUS_ERROR, ser.dumps_exception(MaybeEncodingError(exc, value))
-
-
-_memory_limit = None  # bytes of address space a worker may use, or None
+        return _wire.MSG_RESULT_ERROR, ser.dumps_exception(ser.encoding_error(exc, value))
 
 
 def _memory_error(over: _OverMemoryLimit) -> bytes:
@@ -146,34 +92,48 @@ def _initialise(payload) -> None:
 
 
 def main() -> None:
+    from gopool._channel import Channel
+
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    for fd in (TASK_FD, RESULT_FD):
-        os.set_inheritable(fd, False)  # a task's subprocesses must not hold our streams
-    reader = _FrameReader(TASK_FD)
-    first = reader.read()
-    if first is None or first[0] != KIND_INIT:
-        sys.exit(2)
+    channel = Channel(_wire.CHANNEL_FD, _wire.DOORBELL_FD)
+    for fd in (_wire.CHANNEL_FD, _wire.DOORBELL_FD):
+        os.close(fd)  # mapped now; a task's subprocesses must not hold them
+    init = channel.read_init()
+    channel.set_phase(_wire.PHASE_INITIALIZING)
     try:
-        _initialise(first[2])
+        _initialise(init)
     except Exception as exc:
-        _write_frame(RESULT_FD, KIND_INIT_FAILED, 0, ser.dumps_exception(exc))
+        channel.send(_wire.MSG_INIT_FAILED, 0, ser.dumps_exception(exc))
         sys.exit(1)
-    functions = _FunctionCache()
-    while True:
-        frame = reader.read()
-        if frame is None:
-            break
-        kind, tag, payload = frame
-        try:
-            status, data = run_task(payload, functions)
-        except _OverMemoryLimit as over:
-            del payload, frame
-            _write_frame(RESULT_FD, STATUS_ERROR, tag, _memory_error(over))
-            _write_frame(RESULT_FD, KIND_RETIRING, 0, b"")
-            break
-        del payload, frame
-        _write_frame(RESULT_FD, status, tag, data)
+    del init
+    channel.set_phase(_wire.PHASE_READY)
+    serve(channel)
     _exit_quickly()
+
+
+def serve(channel) -> None:
+    """Run tasks until the core says stop."""
+    functions = _FunctionCache()
+    me = os.getpid()
+    next_task, answer = channel.next_task, channel.answer
+    while True:
+        task = next_task()
+        if task is None:
+            return
+        seq, payload = task
+        try:
+            kind, data = run_task(payload, functions)
+        except _OverMemoryLimit as over:
+            del payload, task
+            answer(_wire.MSG_RESULT_ERROR, seq, _memory_error(over))
+            channel.send(_wire.MSG_RETIRING, 0, b"")
+            return
+        if os.getpid() != me:
+            # The task forked and this is the child coming back from it: it
+            # must not answer in its parent's name.
+            os._exit(0)
+        del payload, task
+        answer(kind, seq, data)
 
 
 def _exit_quickly() -> None:

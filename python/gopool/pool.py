@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import itertools
 import os
-import sys
 import threading
 import time
 import types
@@ -29,6 +28,7 @@ import weakref
 from collections import deque
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence
 
+from gopool import _binding as core
 from gopool import _serialize as ser
 from gopool._errors import (
     CancelledError,
@@ -62,18 +62,6 @@ INIT = "INIT"
 RUN = "RUN"
 CLOSE = "CLOSE"
 TERMINATE = "TERMINATE"
-
-_SLICE_MS = 100
-
-
-def _remaining_ms(deadline: Optional[float]) -> int:
-    if deadline is None:
-        return _SLICE_MS
-    return max(0, min(_SLICE_MS, int((deadline - time.monotonic()) * 1000 + 0.999)))
-
-
-def _deadline(timeout: Optional[float]) -> Optional[float]:
-    return None if timeout is None else time.monotonic() + max(0.0, timeout)
 
 
 def _check_time_limit(value: Optional[float], name: str) -> None:
@@ -120,12 +108,18 @@ def _function_name(func: Any) -> str:
 
 # --------------------------------------------------------------------------
 # Results
+#
+# A result object collects its job's results from the backend (see
+# gopool._backend: results are lent, then acknowledged by the number of
+# them handled so far, so that an interruption loses none; a result handled
+# twice must come out the same). Two ways: a result with a callback is
+# delivered by the pool's callback thread (_CallbackPump), which runs the
+# callbacks off the caller's thread as the stdlib does; any other result
+# is collected by the thread that waits for it.
 
 
 class ApplyResult:
     """The result of ``apply_async`` (also known as ``AsyncResult``)."""
-
-    _tasks = 1
 
     def __init__(self, pool: "Pool", callback: Optional[Callable], error_callback: Optional[Callable]):
         self._pool: Optional[Pool] = pool  # kept alive until the result is set, as in the stdlib
@@ -135,20 +129,17 @@ class ApplyResult:
         self._done = False
         self._cancelled = False
         self._function = "?"
-        # Only results delivered by the callback thread need an event to
-        # wait on; the others are collected by the waiting thread itself.
-        self._event = threading.Event() if self._pumped else None
+        # Delivered by the callback thread: waiters wait on an event. Else
+        # the waiting thread collects, one at a time.
+        self._by_pump = callback is not None or error_callback is not None
+        self._event = threading.Event() if self._by_pump else None
         self._collecting = threading.Lock()
         self._job: Optional[int] = None
+        self._handled = 0  # results handled, for the backend's acknowledgement
         self._success: Optional[bool] = None
         self._value: Any = None
 
     __class_getitem__ = classmethod(types.GenericAlias)
-
-    @property
-    def _pumped(self) -> bool:
-        """Results with callbacks are delivered by the pool's callback thread."""
-        return self._callback is not None or self._error_callback is not None
 
     def _start(self, job: int) -> None:
         self._job = job
@@ -157,7 +148,7 @@ class ApplyResult:
 
     def ready(self) -> bool:
         """Whether the call has completed."""
-        if not self._done and not self._pumped:
+        if not self._done and not self._by_pump:
             self._collect(deadline=time.monotonic())
         return self._done
 
@@ -171,9 +162,9 @@ class ApplyResult:
         """Wait until the result is available or until timeout seconds pass."""
         if self._done:
             return
-        deadline = _deadline(timeout)
-        if self._pumped:
-            while not self._event.wait(_remaining_ms(deadline) / 1000):
+        deadline = core.deadline_of(timeout)
+        if self._event is not None:
+            while not self._event.wait(core.slice_ms(deadline) / 1000):
                 if deadline is not None and time.monotonic() >= deadline:
                     return
             return
@@ -199,7 +190,7 @@ class ApplyResult:
             return False
         try:
             cancelled = self._backend.cancel(self._job) > 0
-        except RuntimeError:  # the job finished and was collected meanwhile
+        except KeyError:  # the job finished and was collected meanwhile
             return False
         self._cancelled = self._cancelled or cancelled
         return cancelled
@@ -209,17 +200,24 @@ class ApplyResult:
         return self._cancelled
 
     def _collect(self, deadline: Optional[float]) -> None:
-        """Pull this result's outcomes from the backend until it is complete
-        or the deadline passes. One thread collects at a time."""
+        """Collect this result's outcomes from the backend until it is
+        complete or the deadline passes. One thread collects at a time."""
         wait_s = -1 if deadline is None else max(0.0, deadline - time.monotonic())
         if not self._collecting.acquire(timeout=wait_s):
             return
         try:
             while not self._done:
-                entries, done = self._backend.collect(self._job, _remaining_ms(deadline))
+                try:
+                    entries, done = self._backend.collect(self._job, self._handled, core.slice_ms(deadline))
+                except KeyError:
+                    # Forgotten: every result was handled and acknowledged
+                    # by a collect that an interruption cut short.
+                    done, entries = True, []
                 for index, ok, value in entries:
                     self._set(index, ok, value)
+                self._handled += len(entries)
                 if done:
+                    self._backend.ack(self._job, self._handled)
                     self._complete()
                     return
                 if deadline is not None and time.monotonic() >= deadline:
@@ -233,6 +231,8 @@ class ApplyResult:
     def _complete(self) -> None:
         """All outcomes are in: run the callback, then wake waiters (the
         stdlib's order: get() returns after the callback has run)."""
+        if self._done:
+            return
         callback = self._callback if self._success else self._error_callback
         if callback is not None:
             try:
@@ -245,7 +245,7 @@ class ApplyResult:
         self._pool = None
 
     def __del__(self):
-        if self._job is not None and not self._done and not self._pumped:
+        if self._job is not None and not self._done and not self._by_pump:
             try:
                 self._backend.discard(self._job)
             except Exception:
@@ -264,20 +264,20 @@ class MapResult(ApplyResult):
         self._success = True
         self._value = [None] * length
         self._chunksize = chunksize
-        if chunksize <= 0:
-            self._done = True
-            if self._event is not None:
-                self._event.set()
-            self._pool = None
+        self._failed_index: Optional[int] = None
+        if chunksize <= 0:  # an empty input: complete now (the callback gets [])
+            self._complete()
 
     def _set(self, index: int, ok: bool, value: Any) -> None:
         if not self._success:
+            if index == self._failed_index:  # the same failure, lent again
+                self._value = value
             return
         if ok:
             start = index * self._chunksize
             self._value[start : start + len(value)] = value
         else:
-            self._success, self._value = False, value
+            self._success, self._value, self._failed_index = False, value, index
 
 
 class IMapIterator:
@@ -291,12 +291,14 @@ class IMapIterator:
         self._pool: Optional[Pool] = pool
         self._backend = pool._backend
         self._lock = threading.Lock()
-        self._job = self._backend.open_job(False, pool._task_timeout)
+        self._job = self._backend.submit(0, (), seal=False, timeout=pool._task_timeout)
         self._function = _function_name(func)
         pool._submissions[self._job] = self
         self._pending: Dict[int, tuple] = {}
         self._arrived: deque = deque()  # unordered: arrival order
         self._next_index = 0
+        self._stored = 0  # results kept (see _store)
+        self._handled = 0  # results handled, for the backend's acknowledgement
         self._done = False  # backend reported every result
         self._finished = False  # iteration is over
         self._sized = hasattr(iterable, "__len__")
@@ -322,8 +324,7 @@ class IMapIterator:
         try:
             if self._chunksize == 1:
                 item = next(self._input)
-                args = item if self._mode == ser.MODE_STARMAP else (item,)
-                return self._backend.encode(self._func, args, {}, ser.MODE_APPLY)
+                return self._backend.encode(self._func, (item,), {}, ser.MODE_APPLY)
             chunk = tuple(itertools.islice(self._input, self._chunksize))
             if not chunk:
                 return None
@@ -348,17 +349,17 @@ class IMapIterator:
             tasks.append(task)
         return tasks
 
-    def _submit_tasks(self, tasks: List[Any]) -> None:
-        if tasks:
-            self._backend.add(self._job, tasks)
+    def _submit_tasks(self, tasks: List[Any], seal: bool) -> None:
+        if tasks or seal:
+            self._backend.submit(self._job, tasks, seal=seal)
             self._fed += len(tasks)
 
     def _feed(self, count: int) -> None:
         """Submit up to count more tasks (buffersize mode, caller's thread)."""
-        self._submit_tasks(self._read_tasks(count))
+        tasks = self._read_tasks(count)
         if self._input_exhausted:
             self._feeding = False
-            self._backend.seal(self._job)
+        self._submit_tasks(tasks, seal=self._input_exhausted)
 
     def _feed_all(self) -> None:
         """Submit the whole input from a thread of its own. Items of a
@@ -366,18 +367,22 @@ class IMapIterator:
         may wait on the next); a sized input (list, range...) cannot block,
         so it goes in batches."""
         batch_size = 64 if self._sized else 1
+        sealed = False
         try:
             while not self._input_exhausted:
-                self._submit_tasks(self._read_tasks(batch_size))
+                tasks = self._read_tasks(batch_size)
+                self._submit_tasks(tasks, seal=self._input_exhausted)
+                sealed = self._input_exhausted
         except Exception:
             # The pool was terminated or the iterator dropped: stop feeding.
             pass
         finally:
             self._feeding = False
-            try:
-                self._backend.seal(self._job)
-            except Exception:
-                pass
+            if not sealed:
+                try:
+                    self._backend.submit(self._job, (), seal=True)
+                except Exception:
+                    pass
 
     # -- consuming -----------------------------------------------------------
 
@@ -402,27 +407,35 @@ class IMapIterator:
 
     def _wait_for_next(self, timeout: Optional[float]) -> tuple:
         """Collect results until the next one to hand out has arrived."""
-        deadline = _deadline(timeout)
+        deadline = core.deadline_of(timeout)
         while True:
             if self._done:
                 self._finish()
-            entries, done = self._backend.collect(self._job, _remaining_ms(deadline))
+            try:
+                entries, done = self._backend.collect(self._job, self._handled, core.slice_ms(deadline))
+            except KeyError:  # forgotten once every result was handled
+                entries, done = [], True
             self._store(entries)
-            self._done = done
+            self._handled = self._stored
+            if done:
+                self._backend.ack(self._job, self._handled)
+                self._done = True
             item = self._take()
             if item is not None:
                 return item
             if not entries and not done and deadline is not None and time.monotonic() >= deadline:
                 raise TimeoutError from None
 
-    __next__ = next  # type: ignore[assignment]
-
     def _store(self, entries) -> None:
-        if self._ordered:
-            for index, ok, value in entries:
+        """Keep entries until they are handed out. Entries lent again after
+        an interruption (the first ones, up to what was stored already) are
+        not kept twice."""
+        for index, ok, value in entries[self._stored - self._handled :]:
+            if self._ordered:
                 self._pending[index] = (ok, value)
-        else:
-            self._arrived.extend((ok, value) for _, ok, value in entries)
+            else:
+                self._arrived.append((ok, value))
+            self._stored += 1
 
     def _take(self):
         """The next result to hand out, or None if it has not arrived."""
@@ -466,41 +479,62 @@ class IMapUnorderedIterator(IMapIterator):
 
 
 class _CallbackPump:
-    """Delivers results that have callbacks, on a thread of its own, so that
-    callbacks run as in the stdlib: in the parent, off the caller's thread.
-    The thread exists only while such results are pending."""
+    """Delivers the results that have callbacks, on a thread of its own, so
+    that callbacks run as in the stdlib: in the parent, off the caller's
+    thread. The thread exists only while such results are pending, and
+    survives anything a callback or a result does."""
 
     def __init__(self, backend):
         self._backend = backend
         self._lock = threading.Lock()
         self._waiting: Dict[int, ApplyResult] = {}
+        # Results of jobs not yet watched: the submitting thread registers
+        # a job after the backend has accepted it, and it may finish first.
+        self._early: Dict[int, list] = {}
+        self._ack = False  # the last batches were handled: acknowledge them
         self._thread: Optional[threading.Thread] = None
 
     def watch(self, job: int, result: ApplyResult) -> None:
-        """Deliver result once job completes. The job must not be sealed
-        yet, so that it cannot complete before it is watched."""
+        """Deliver job's results to result."""
         with self._lock:
+            early = self._early.pop(job, None)
             self._waiting[job] = result
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="gopool callbacks", daemon=True)
                 self._thread.start()
+        for entries, done in early or ():
+            self._deliver(job, entries, done)
 
     def _run(self) -> None:
         while True:
             try:
-                jobs = self._backend.next_events(_SLICE_MS)
+                batches = self._backend.collect_notified(self._ack, core.SLICE_MS)
             except Exception:
-                jobs = []
                 self._fail_all()
-            for job in jobs:
-                with self._lock:
-                    result = self._waiting.pop(job, None)
-                if result is not None:
-                    result._collect(deadline=None)
+                batches = []
+            for job, entries, done in batches:
+                try:
+                    self._deliver(job, entries, done)
+                except BaseException as exc:  # the thread must go on
+                    _report_callback_error(exc)
+            self._ack = True
             with self._lock:
                 if not self._waiting:
                     self._thread = None
                     return
+
+    def _deliver(self, job: int, entries: list, done: bool) -> None:
+        with self._lock:
+            result = self._waiting.get(job)
+            if result is None:
+                self._early.setdefault(job, []).append((entries, done))
+                return
+            if done:
+                del self._waiting[job]
+        for index, ok, value in entries:
+            result._set(index, ok, value)
+        if done:
+            result._complete()
 
     def join(self) -> None:
         """Wait until no result with a callback is pending. Only for a pool
@@ -510,7 +544,7 @@ class _CallbackPump:
                 thread = self._thread
             if thread is None:
                 return
-            thread.join(_SLICE_MS / 1000)
+            thread.join(core.SLICE_MS / 1000)
 
     def _fail_all(self) -> None:
         """The backend is gone: nothing pending can complete any more."""
@@ -537,8 +571,6 @@ class Pool:
     functions defined in ``__main__`` or a notebook) travels by value with
     cloudpickle. ``context`` is accepted for compatibility and ignored.
     """
-
-    _wrap_exception = True
 
     def __init__(
         self,
@@ -582,7 +614,7 @@ class Pool:
         _live_pools.add(self)
 
     def _make_backend(self, processes, initializer, initargs, maxtasksperchild, max_memory_per_child):
-        from gopool._core import ProcessBackend
+        from gopool._process_backend import ProcessBackend
 
         return ProcessBackend(processes, initializer, initargs, maxtasksperchild, max_memory_per_child)
 
@@ -603,13 +635,15 @@ class Pool:
         """Call ``func(*args, **kwds)`` in a worker and return its result."""
         self._check_running()
         task = self._backend.encode(func, args, kwds, ser.MODE_APPLY)
-        job, entries, done = self._backend.run(task, self._task_timeout)
         result = ApplyResult(self, None, None)
         result._function = _function_name(func)
+        job, entries, done = self._backend.run(task, self._task_timeout)
         result._start(job)
         for index, ok, value in entries:
             result._set(index, ok, value)
+        result._handled = len(entries)
         if done:
+            self._backend.ack(job, result._handled)
             result._complete()
         return result.get()
 
@@ -635,36 +669,31 @@ class Pool:
             timeout = self._task_timeout
         result = ApplyResult(self, callback, error_callback)
         result._function = _function_name(func)
-        self._submit(result, [self._backend.encode(func, args, kwds, ser.MODE_APPLY)], timeout)
+        task = self._backend.encode(func, args, kwds, ser.MODE_APPLY)
+        self._start(result, self._backend.submit(0, (task,), seal=True, notify=result._by_pump, timeout=timeout))
         return result
 
-    def _submit(self, result: ApplyResult, tasks: List[Any], timeout: Optional[float]) -> None:
-        if result._pumped:
-            job = self._backend.open_job(True, timeout)
-            result._start(job)
+    def _start(self, result: ApplyResult, job: int) -> None:
+        result._start(job)
+        if result._by_pump:
             self._pump.watch(job, result)
-            self._backend.add(job, tasks)
-            self._backend.seal(job)
-        else:
-            result._start(self._backend.submit(tasks, False, timeout))
 
     def _submit_stream(self, result: ApplyResult, tasks: Iterator[Any]) -> None:
         """Submit tasks produced one by one (pickling chunks takes time) in
         growing batches, so that workers start on the first chunk while the
         rest is still being pickled, with few calls into the core."""
-        job = self._backend.open_job(result._pumped, self._task_timeout)
-        result._start(job)
-        if result._pumped:
-            self._pump.watch(job, result)
-        batch_size = 1
+        job, batch_size = 0, 1
         while True:
             batch = list(itertools.islice(tasks, batch_size))
-            if batch:
-                self._backend.add(job, batch)
-            if len(batch) < batch_size:
-                break
+            last = len(batch) < batch_size
+            submitted = self._backend.submit(job, batch, seal=last, notify=result._by_pump,
+                                             timeout=self._task_timeout)
+            if job == 0:
+                job = submitted
+                self._start(result, job)
+            if last:
+                return
             batch_size = min(batch_size * 2, 64)
-        self._backend.seal(job)
 
     # -- map -----------------------------------------------------------------
 
@@ -702,8 +731,6 @@ class Pool:
             items = iter(iterable)
             chunks = iter(lambda: tuple(itertools.islice(items, chunksize)), ())
             self._submit_stream(result, self._backend.iter_encode(func, chunks, mode))
-        elif result._pumped and callback is not None:
-            result._complete()
         return result
 
     # -- imap ----------------------------------------------------------------
@@ -760,7 +787,7 @@ class Pool:
             raise ValueError("Pool is still running")
         if self._state not in (CLOSE, TERMINATE):
             raise ValueError("In unknown state")
-        while not self._backend.join(_SLICE_MS):
+        while not self._backend.join(core.SLICE_MS):
             pass
         # As in the stdlib, join() returns once every callback has run.
         self._pump.join()
@@ -775,7 +802,7 @@ class Pool:
     def __del__(self, _warn=warnings.warn):
         if getattr(self, "_backend", None) is None:
             return
-        if _in_forked_child():
+        if core.in_forked_child():
             return
         if self._state == RUN:
             _warn(f"unclosed running multiprocessing pool {self!r}", ResourceWarning, source=self)
@@ -811,27 +838,20 @@ class ThreadPool(Pool):
     interrupted; a task blocked in a single C call stops when that call returns.
     """
 
-    _wrap_exception = False
-
     def __init__(self, processes: Optional[int] = None, initializer: Optional[Callable[..., Any]] = None,
                  initargs: Iterable[Any] = ()):
         super().__init__(processes, initializer, initargs)
 
     def _make_backend(self, processes, initializer, initargs, maxtasksperchild, max_memory_per_child):
-        from gopool._threads import ThreadBackend
+        from gopool._thread_backend import ThreadBackend
 
         return ThreadBackend(processes, initializer, initargs)
-
-
-def _in_forked_child() -> bool:
-    core = sys.modules.get("gopool._core")
-    return core is not None and core.in_forked_child()
 
 
 def _terminate_live_pools() -> None:
     """At interpreter exit, stop every pool still running, as the stdlib's
     finalizers do."""
-    if _in_forked_child():
+    if core.in_forked_child():
         return
     for pool in list(_live_pools):
         try:

@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 import weakref
 from multiprocessing import process as _mp_process
 from typing import Any, Optional
 
 from gopool import _spawning
-from gopool._core import SLICE_MS, _call, _lib, check_not_forked
+from gopool import _binding as core
+from gopool import _serialize as ser
+from gopool import _wire
 
 __all__ = ["Process", "current_process", "parent_process", "active_children"]
 
@@ -33,64 +34,51 @@ current_process = _mp_process.current_process
 parent_process = _mp_process.parent_process
 active_children = _mp_process.active_children
 
-_STILL_RUNNING = -(1 << 32)  # gopool/child.go, StillRunning
-
-
 class _GoPopen:
     """The stdlib's Popen interface over a child of the Go core."""
 
     method = "gopool"
 
     def __init__(self, process_obj: "Process"):
-        check_not_forked()
-        from gopool._native import to_go_bytes
-
+        core.check_not_forked()
         self.returncode: Optional[int] = None
         spawning = _spawning.Spawning()
-        payload = _spawning.ser.pack(
-            _spawning.ser.dumps(_spawning.preparation()), spawning.dumps(process_obj)
-        )
-        self._id = _call(
-            _lib().ChildStart,
-            to_go_bytes(_spawning.ser.pack(*(os.fsencode(a) for a in _spawning.worker_command("gopool._child")))),
-            to_go_bytes(_spawning.environment()),
+        payload = ser.pack(ser.dumps(_spawning.preparation()), spawning.dumps(process_obj))
+        self._id = core.call(
+            core.lib.ChildStart,
+            core.to_go_bytes(ser.pack(*(os.fsencode(a) for a in _spawning.worker_command("gopool._child")))),
+            core.to_go_bytes(_spawning.environment()),
             os.getcwd(),
-            to_go_bytes(payload),
-            to_go_bytes(_spawning.pack_fds(spawning.fds)),
+            core.to_go_bytes(payload),
+            core.to_go_bytes(_spawning.pack_fds(spawning.fds)),
         )
-        self.pid = int(_call(_lib().ChildPid, self._id))
-        self.sentinel = int(_call(_lib().ChildSentinel, self._id))
+        self.pid = int(core.call(core.lib.ChildPid, self._id))
+        self.sentinel = int(core.call(core.lib.ChildSentinel, self._id))
         self._release = weakref.finalize(self, _release_child, self._id)
+
+    def _wait(self, timeout_ms: int) -> Optional[int]:
+        core.check_not_forked()
+        code = int(core.call(core.lib.ChildWait, self._id, timeout_ms))
+        if code != _wire.CHILD_STILL_RUNNING:
+            self.returncode = code
+        return self.returncode
 
     def poll(self, flag: int = os.WNOHANG) -> Optional[int]:
         if self.returncode is None:
-            timeout = 0 if flag == os.WNOHANG else SLICE_MS
-            while True:
-                check_not_forked()
-                code = int(_call(_lib().ChildWait, self._id, timeout))
-                if code != _STILL_RUNNING:
-                    self.returncode = code
-                    break
-                if timeout == 0:
-                    break
+            if flag == os.WNOHANG:
+                return self._wait(0)
+            return self.wait()
         return self.returncode
 
     def wait(self, timeout: Optional[float] = None) -> Optional[int]:
-        deadline = None if timeout is None else time.monotonic() + max(0.0, timeout)
-        while self.returncode is None:
-            left_ms = SLICE_MS if deadline is None else int((deadline - time.monotonic()) * 1000)
-            if left_ms <= 0:
-                return self.poll()
-            check_not_forked()
-            code = int(_call(_lib().ChildWait, self._id, min(left_ms, SLICE_MS)))
-            if code != _STILL_RUNNING:
-                self.returncode = code
+        if self.returncode is None:
+            core.wait_until(self._wait, timeout, lambda code: code is not None)
         return self.returncode
 
     def _send_signal(self, sig: int) -> None:
         if self.returncode is None:
-            check_not_forked()
-            _call(_lib().ChildSignal, self._id, int(sig))
+            core.check_not_forked()
+            core.call(core.lib.ChildSignal, self._id, int(sig))
 
     def terminate(self) -> None:
         self._send_signal(signal.SIGTERM)
@@ -103,11 +91,9 @@ class _GoPopen:
 
 
 def _release_child(child_id: int) -> None:
-    from gopool._core import in_forked_child
-
-    if not in_forked_child():
+    if not core.in_forked_child():
         try:
-            _call(_lib().ChildRelease, child_id)
+            core.call(core.lib.ChildRelease, child_id)
         except Exception:
             pass
 

@@ -68,7 +68,7 @@ import types
 from multiprocessing import context as _mp_context
 from typing import Any, Iterable, List, Optional
 
-from gopool._queue_core import QueueHandle, dumps
+from gopool._queue_handle import QueueHandle, dumps
 
 __all__ = ["Queue", "JoinableQueue", "SimpleQueue"]
 

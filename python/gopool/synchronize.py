@@ -15,12 +15,11 @@ one leaves it held, as with the stdlib.
 from __future__ import annotations
 
 import multiprocessing
-import time
 import weakref
 from multiprocessing import context
 from typing import Any, Optional
 
-from gopool._core import SLICE_MS, _call, _lib, check_not_forked, in_forked_child
+from gopool._binding import call, check_not_forked, in_forked_child, lib, wait_until
 
 __all__ = ["Event", "Lock", "RLock", "Semaphore", "BoundedSemaphore", "Condition", "Barrier"]
 
@@ -33,40 +32,32 @@ class Event:
 
     def __init__(self) -> None:
         check_not_forked()
-        self._id = int(_call(_lib().EventNew))
+        self._id = int(call(lib.EventNew))
         self._finalizer = weakref.finalize(self, _release, self._id)
 
     def is_set(self) -> bool:
         """Whether the flag is set."""
         check_not_forked()
-        return bool(_call(_lib().EventIsSet, self._id))
+        return bool(call(lib.EventIsSet, self._id))
 
     def set(self) -> None:
         """Set the flag and wake every waiter."""
         check_not_forked()
-        _call(_lib().EventSet, self._id)
+        call(lib.EventSet, self._id)
 
     def clear(self) -> None:
         """Clear the flag."""
         check_not_forked()
-        _call(_lib().EventClear, self._id)
+        call(lib.EventClear, self._id)
 
     def wait(self, timeout: Optional[float] = None) -> bool:
         """Wait until the flag is set or timeout seconds pass; return the flag."""
-        deadline = None if timeout is None else time.monotonic() + max(0.0, timeout)
-        while True:
-            left_ms = SLICE_MS
-            if deadline is not None:
-                left_ms = min(SLICE_MS, max(0, int((deadline - time.monotonic()) * 1000)))
-            check_not_forked()
-            if _call(_lib().EventWait, self._id, left_ms):
-                return True
-            if deadline is not None and time.monotonic() >= deadline:
-                return False
+        check_not_forked()
+        return bool(wait_until(lambda ms: call(lib.EventWait, self._id, ms), timeout))
 
     def __reduce__(self):
         context.assert_spawning(self)  # RuntimeError outside process creation
-        fd = int(_call(_lib().EventFd, self._id))
+        fd = int(call(lib.EventFd, self._id))
         return (_open_event, (context.get_spawning_popen().duplicate_for_child(fd),))
 
     def __repr__(self) -> str:
@@ -77,7 +68,7 @@ class Event:
 def _open_event(fd: int) -> Event:
     event = Event.__new__(Event)
     check_not_forked()
-    event._id = int(_call(_lib().EventOpen, fd))
+    event._id = int(call(lib.EventOpen, fd))
     event._finalizer = weakref.finalize(event, _release, event._id)
     return event
 
@@ -85,7 +76,7 @@ def _open_event(fd: int) -> Event:
 def _release(event_id: int) -> None:
     if not in_forked_child():
         try:
-            _call(_lib().EventRelease, event_id)
+            call(lib.EventRelease, event_id)
         except Exception:
             pass
 

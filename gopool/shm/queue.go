@@ -1,4 +1,4 @@
-package gopool
+package shm
 
 import (
 	"encoding/binary"
@@ -770,7 +770,7 @@ func (q *Queue) takeLocked(dst []byte, limit int, framed bool) (items, n int, er
 		}
 		size := int(length)
 		if framed {
-			size += 8
+			size += recordHeader
 		}
 		if n+size > len(dst) {
 			if items == 0 {
@@ -780,7 +780,7 @@ func (q *Queue) takeLocked(dst []byte, limit int, framed bool) (items, n int, er
 		}
 		if framed {
 			binary.LittleEndian.PutUint64(dst[n:], uint64(length))
-			n += 8
+			n += recordHeader
 		}
 		n += copy(dst[n:], q.ring[off+recHeader:off+recHeader+length])
 		pos += rec

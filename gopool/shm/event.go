@@ -1,12 +1,10 @@
-package gopool
+package shm
 
 import (
 	"os"
 	"sync/atomic"
 	"time"
 	"unsafe"
-
-	"golang.org/x/sys/unix"
 )
 
 // Event is a flag shared by the processes of one tree, in an anonymous
@@ -25,13 +23,8 @@ const eventSetBit = 1 << 31
 
 // NewEvent creates an event, clear.
 func NewEvent() (*Event, error) {
-	fd, err := unix.MemfdCreate("gopool-event", unix.MFD_CLOEXEC)
+	file, err := newMemFile("gopool-event", int64(os.Getpagesize()))
 	if err != nil {
-		return nil, os.NewSyscallError("memfd_create", err)
-	}
-	file := os.NewFile(uintptr(fd), "gopool-event")
-	if err := file.Truncate(int64(os.Getpagesize())); err != nil {
-		file.Close()
 		return nil, err
 	}
 	return mapEvent(file)
@@ -40,18 +33,18 @@ func NewEvent() (*Event, error) {
 // OpenEvent maps an event from a descriptor of its memory file (one this
 // process inherited). It uses its own duplicate: the caller keeps fd.
 func OpenEvent(fd int) (*Event, error) {
-	dup, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0)
+	file, err := inheritedMemFile(fd, "gopool-event")
 	if err != nil {
-		return nil, os.NewSyscallError("fcntl(F_DUPFD_CLOEXEC)", err)
+		return nil, err
 	}
-	return mapEvent(os.NewFile(uintptr(dup), "gopool-event"))
+	return mapEvent(file)
 }
 
 func mapEvent(file *os.File) (*Event, error) {
-	mem, err := unix.Mmap(int(file.Fd()), 0, os.Getpagesize(), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	mem, err := mapMemFile(file, os.Getpagesize())
 	if err != nil {
 		file.Close()
-		return nil, os.NewSyscallError("mmap", err)
+		return nil, err
 	}
 	return &Event{file: file, mem: mem, word: (*uint32)(unsafe.Pointer(&mem[0]))}, nil
 }
@@ -101,8 +94,4 @@ func (e *Event) Wait(timeout time.Duration) bool {
 }
 
 // Close unmaps the event from this process and closes its descriptor.
-func (e *Event) Close() error {
-	err := unix.Munmap(e.mem)
-	e.file.Close()
-	return err
-}
+func (e *Event) Close() error { return unmapAndClose(e.mem, e.file) }

@@ -1,4 +1,4 @@
-package gopool
+package pybind
 
 import (
 	"errors"
@@ -9,13 +9,15 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// SharedBuffer is a memory file mapped by this process, for exchanging
+var buffers = newRegistry[*sharedBuffer]()
+
+// sharedBuffer is a memory file mapped by this process, for exchanging
 // bytes with code that maps the same file by its descriptor (the Python
 // layer maps it with mmap). Items then cross between that code and the
 // queue with one memory copy each way, and no allocation.
 //
 // The buffer has no synchronisation of its own: one user at a time.
-type SharedBuffer struct {
+type sharedBuffer struct {
 	file *os.File
 
 	mu     sync.RWMutex // users hold it shared; Close exclusively
@@ -23,8 +25,8 @@ type SharedBuffer struct {
 	closed bool
 }
 
-// NewSharedBuffer creates a buffer of size bytes.
-func NewSharedBuffer(size int) (*SharedBuffer, error) {
+// newSharedBuffer creates a buffer of size bytes.
+func newSharedBuffer(size int) (*sharedBuffer, error) {
 	if size <= 0 {
 		return nil, fmt.Errorf("buffer size must be positive, not %d", size)
 	}
@@ -42,18 +44,17 @@ func NewSharedBuffer(size int) (*SharedBuffer, error) {
 		file.Close()
 		return nil, os.NewSyscallError("mmap", err)
 	}
-	return &SharedBuffer{file: file, data: data}, nil
+	return &sharedBuffer{file: file, data: data}, nil
 }
 
 // Fd returns the descriptor of the buffer's memory file, valid until Close.
-func (b *SharedBuffer) Fd() int { return int(b.file.Fd()) }
+func (b *sharedBuffer) Fd() int { return int(b.file.Fd()) }
 
 // Len returns the size of the buffer.
-func (b *SharedBuffer) Len() int { return len(b.data) }
 
 // Acquire returns the buffer's bytes, valid until the matching Release;
 // Close waits for it. It fails once the buffer is closed.
-func (b *SharedBuffer) Acquire() ([]byte, error) {
+func (b *sharedBuffer) Acquire() ([]byte, error) {
 	b.mu.RLock()
 	if b.closed {
 		b.mu.RUnlock()
@@ -63,13 +64,13 @@ func (b *SharedBuffer) Acquire() ([]byte, error) {
 }
 
 // Release ends the use begun by a successful Acquire.
-func (b *SharedBuffer) Release() { b.mu.RUnlock() }
+func (b *sharedBuffer) Release() { b.mu.RUnlock() }
 
 var errBufferClosed = errors.New("buffer is closed")
 
 // Close unmaps the buffer and closes its descriptor once no Use is in
 // progress.
-func (b *SharedBuffer) Close() error {
+func (b *sharedBuffer) Close() error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.closed {
@@ -82,4 +83,45 @@ func (b *SharedBuffer) Close() error {
 		err = cerr
 	}
 	return err
+}
+
+// withBuffer runs f on the bytes of a buffer.
+func withBuffer(buffer int64, f func(data []byte) (int64, error)) (int64, error) {
+	b, err := buffers.get(buffer)
+	if err != nil {
+		return result(int64(0), err)
+	}
+	data, err := b.Acquire()
+	if err != nil {
+		return result(int64(0), err)
+	}
+	defer b.Release()
+	return f(data)
+}
+
+// BufferNew creates a shared buffer of size bytes.
+func BufferNew(size int64) (int64, error) {
+	b, err := newSharedBuffer(int(size))
+	if err != nil {
+		return result(int64(0), err)
+	}
+	return buffers.add(b), nil
+}
+
+// BufferFd returns the descriptor of a buffer's memory file, for mmap.
+func BufferFd(buffer int64) (int64, error) {
+	b, err := buffers.get(buffer)
+	if err != nil {
+		return result(int64(0), err)
+	}
+	return int64(b.Fd()), nil
+}
+
+// BufferRelease unmaps a buffer and forgets its id.
+func BufferRelease(buffer int64) (int64, error) {
+	b, err := buffers.take(buffer)
+	if err != nil {
+		return result(int64(0), err)
+	}
+	return result(int64(0), b.Close())
 }

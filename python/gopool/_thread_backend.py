@@ -1,12 +1,12 @@
-"""The thread backend of ThreadPool: the same job/result interface as the
-process backend, with worker threads and no pickling.
+"""The thread backend of ThreadPool (see ``_backend``): the same jobs and
+results as the process backend, with worker threads and no pickling.
 
 terminate() does what threads allow: queued tasks never start, and a task
 running Python code is interrupted by an exception raised in its thread at
 the next bytecode boundary. A task blocked inside a C call (``time.sleep``,
 a socket read) cannot be interrupted: if its thread has not stopped within
-INTERRUPT_GRACE seconds the pending interruption is withdrawn, and the task
-runs to its end as with the stdlib (``join()`` waits for it).
+INTERRUPT_GRACE seconds the pending interruption is withdrawn and the task
+runs to its end; ``join()`` waits for it, as the stdlib's does.
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 from multiprocessing.dummy import DummyProcess
 
 from gopool import _serialize as ser
+from gopool._backend import Entry, JobEntries, WorkerRow
+from gopool._binding import SLICE_MS
 from gopool._errors import CancelledError, PoolTerminatedError, WorkerLostError
 
 RUN, CLOSE, TERMINATE = "RUN", "CLOSE", "TERMINATE"
@@ -37,14 +39,17 @@ class _Cancel(BaseException):
 
 
 class _Job:
-    __slots__ = ("notify", "sealed", "submitted", "finished", "ready")
+    __slots__ = ("notify", "sealed", "submitted", "finished", "ready", "lent", "acked", "announced")
 
     def __init__(self, notify: bool):
         self.notify = notify
         self.sealed = False
         self.submitted = 0
         self.finished = 0
-        self.ready: List[Tuple[int, bool, Any]] = []
+        self.ready: List[Entry] = []  # finished, not yet acknowledged
+        self.lent = 0  # the first lent of ready were lent by collect
+        self.acked = 0  # results acknowledged so far
+        self.announced = False  # in the notified list
 
     def complete(self) -> bool:
         return self.sealed and self.finished == self.submitted
@@ -56,7 +61,8 @@ class ThreadBackend:
         self._queue: deque = deque()
         self._jobs: Dict[int, _Job] = {}
         self._job_ids = itertools.count(1)
-        self._events: List[int] = []
+        self._notified: List[int] = []  # notify jobs with news
+        self._lent_notified: List[int] = []
         self._state = RUN
         self._open = 0
         self._failure: Optional[BaseException] = None
@@ -102,12 +108,7 @@ class ThreadBackend:
             return False
         job, index, (func, args, kwds, mode) = item
         try:
-            if mode == ser.MODE_APPLY:
-                outcome = (True, func(*args, **kwds))
-            elif mode == ser.MODE_MAP:
-                outcome = (True, list(map(func, args)))
-            else:
-                outcome = (True, list(itertools.starmap(func, args)))
+            outcome = (True, ser.call_task(func, args, kwds, mode))
         except Exception as exc:
             outcome = (False, exc)
         except (_Cancel, _Stop):
@@ -156,8 +157,9 @@ class ThreadBackend:
         self._progressed_locked(job_id, job)
 
     def _progressed_locked(self, job_id: int, job: _Job) -> None:
-        if job.notify and job.complete():
-            self._events.append(job_id)
+        if job.notify and not job.announced and (job.ready or job.complete()):
+            job.announced = True
+            self._notified.append(job_id)
         self._cond.notify_all()
 
     def _fail_queued_locked(self, ok: bool, value: Any) -> None:
@@ -173,23 +175,21 @@ class ThreadBackend:
     def iter_encode(self, func: Callable, arg_list, mode: int):
         return ((func, args, None, mode) for args in arg_list)
 
-    def open_job(self, notify: bool = False, timeout: Optional[float] = None) -> int:
+    def submit(self, job_id: int, tasks: Sequence[tuple], *, seal: bool, notify: bool = False,
+               timeout: Optional[float] = None) -> int:
         if timeout is not None:
             raise ValueError(
                 "ThreadPool does not support per-task time limits: a thread cannot be "
                 "stopped reliably; use Pool"
             )
         with self._cond:
-            job_id = next(self._job_ids)
-            self._jobs[job_id] = _Job(notify)
-            self._open += 1
-            return job_id
-
-    def add(self, job_id: int, tasks: Sequence[tuple]) -> None:
-        with self._cond:
+            if job_id == 0:
+                job_id = next(self._job_ids)
+                self._jobs[job_id] = _Job(notify)
+                self._open += 1
             job = self._jobs.get(job_id)
             if job is None or job.sealed:
-                raise RuntimeError(f"job {job_id} is sealed or unknown")
+                raise ValueError(f"job {job_id} is sealed or unknown")
             for task in tasks:
                 index = job.submitted
                 job.submitted += 1
@@ -199,40 +199,77 @@ class ThreadBackend:
                     self._finish_locked(job_id, index, False, self._failure)
                 else:
                     self._queue.append((job_id, index, task))
+            if seal:
+                self._seal_locked(job_id, job)
             self._cond.notify_all()
+            return job_id
 
-    def seal(self, job_id: int) -> None:
-        with self._cond:
-            job = self._jobs.get(job_id)
-            if job is not None and not job.sealed:
-                job.sealed = True
-                self._open -= 1
-                self._progressed_locked(job_id, job)
+    def _seal_locked(self, job_id: int, job: _Job) -> None:
+        if not job.sealed:
+            job.sealed = True
+            self._open -= 1
+            self._progressed_locked(job_id, job)
 
-    def submit(self, tasks: Sequence[tuple], notify: bool, timeout: Optional[float] = None) -> int:
-        job_id = self.open_job(notify, timeout)
-        self.add(job_id, tasks)
-        self.seal(job_id)
-        return job_id
-
-    def run(self, task: tuple, timeout: Optional[float]):
-        """Submit one task and collect its result for up to 100 ms."""
-        job_id = self.submit([task], False, timeout)
-        entries, done = self.collect(job_id, 100)
+    def run(self, task: tuple, timeout: Optional[float]) -> Tuple[int, List[Entry], bool]:
+        job_id = self.submit(0, (task,), seal=True, timeout=timeout)
+        entries, done = self.collect(job_id, 0, SLICE_MS)
         return job_id, entries, done
 
-    def collect(self, job_id: int, timeout_ms: int):
+    def collect(self, job_id: int, handled: int, timeout_ms: int) -> Tuple[List[Entry], bool]:
         with self._cond:
             job = self._jobs.get(job_id)
+            if job is not None:
+                self._ack_locked(job_id, job, handled)
+            job = self._jobs.get(job_id)
             if job is None:
-                raise RuntimeError(f"gopool: unknown job {job_id}")
+                raise KeyError(f"unknown job {job_id}")
             if not job.ready and not job.complete() and timeout_ms > 0:
                 self._cond.wait(timeout_ms / 1000)
-            entries, job.ready = job.ready, []
-            done = job.complete()
-            if done:
-                del self._jobs[job_id]
-            return entries, done
+            return self._lend_locked(job_id, job)
+
+    def _lend_locked(self, job_id: int, job: _Job) -> Tuple[List[Entry], bool]:
+        job.lent = len(job.ready)
+        done = job.complete()
+        if done and not job.ready:
+            del self._jobs[job_id]
+        return list(job.ready), done
+
+    def _ack_locked(self, job_id: int, job: _Job, handled: int) -> None:
+        n = max(0, min(handled - job.acked, job.lent))
+        del job.ready[:n]
+        job.acked += n
+        job.lent -= n
+        if not job.ready and job.complete():
+            self._jobs.pop(job_id, None)
+
+    def ack(self, job_id: int, handled: int) -> None:
+        with self._cond:
+            job = self._jobs.get(job_id)
+            if job is not None:
+                self._ack_locked(job_id, job, handled)
+
+    def collect_notified(self, ack: bool, timeout_ms: int) -> List[JobEntries]:
+        with self._cond:
+            for job_id in self._lent_notified:
+                job = self._jobs.get(job_id)
+                if job is not None:
+                    if ack:
+                        self._ack_locked(job_id, job, job.acked + job.lent)
+                    job.lent = 0
+            self._lent_notified = []
+            if not self._notified and timeout_ms > 0:
+                self._cond.wait(timeout_ms / 1000)
+            out = []
+            for job_id in self._notified:
+                job = self._jobs.get(job_id)
+                if job is None:
+                    continue
+                job.announced = False
+                entries, done = self._lend_locked(job_id, job)
+                out.append((job_id, entries, done))
+                self._lent_notified.append(job_id)
+            self._notified = []
+            return out
 
     def cancel(self, job_id: int) -> int:
         """Cancel a job: its queued tasks never run; a running one that
@@ -254,24 +291,17 @@ class ThreadBackend:
                     _raise_in_thread(thread, _Cancel)
                     interrupted.append(thread)
                     cancelled += 1
-            if not job.sealed:
-                job.sealed = True
-                self._open -= 1
-                self._progressed_locked(job_id, job)
+            self._seal_locked(job_id, job)
         _withdraw_later(interrupted)
         return cancelled
 
     def discard(self, job_id: int) -> None:
-        self.seal(job_id)
         with self._cond:
-            self._jobs.pop(job_id, None)
-
-    def next_events(self, timeout_ms: int) -> List[int]:
-        with self._cond:
-            if not self._events:
-                self._cond.wait(timeout_ms / 1000)
-            events, self._events = self._events, []
-            return events
+            job = self._jobs.pop(job_id, None)
+            if job is not None and not job.sealed:
+                job.sealed = True
+                self._open -= 1
+                self._cond.notify_all()
 
     def close(self) -> None:
         with self._cond:
@@ -290,15 +320,15 @@ class ThreadBackend:
                 self._finish_locked(job, index, False, _terminated())
                 _raise_in_thread(thread, _Stop)
             self._running.clear()
-            for job_id, job in self._jobs.items():
-                if not job.sealed:
-                    job.sealed = True
-                    self._open -= 1
-                    self._progressed_locked(job_id, job)
+            for job_id, job in list(self._jobs.items()):
+                self._seal_locked(job_id, job)
             self._cond.notify_all()
         _withdraw_later(interrupted)
 
     def join(self, timeout_ms: int) -> bool:
+        """Wait for the threads to end: after terminate(), a task blocked in
+        a C call is waited for, as the stdlib's join() joins its worker
+        threads."""
         for thread in self._threads:
             thread.join(timeout_ms / 1000)
             if thread.is_alive():
@@ -308,7 +338,7 @@ class ThreadBackend:
     def release(self) -> None:
         self.terminate()
 
-    def workers(self):
+    def workers(self) -> List[WorkerRow]:
         with self._cond:
             running = {t: (job, index) for t, (job, index, _) in self._running.items()}
         return [

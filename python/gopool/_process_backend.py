@@ -1,0 +1,304 @@
+"""The process backend: a Pool's view of the Go core (see ``_backend``).
+
+Tasks are pickled here and cross into the core through this thread's shared
+buffer (records, see pybind/wire.go); results come back through the same
+buffer, written there by the core from the workers' channels, and are
+unpickled here.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import sys
+from typing import Any, Callable, Iterable, Iterator, List, Optional, Sequence, Tuple
+
+from gopool import _binding as core
+from gopool import _serialize as ser
+from gopool import _spawning, _wire
+from gopool._backend import Entry, JobEntries, WorkerRow
+from gopool._errors import (
+    BrokenPoolError,
+    CancelledError,
+    PoolTerminatedError,
+    TimeoutError,
+    WorkerLostError,
+)
+
+_REPLY = struct.Struct(_wire.REPLY_HEADER_FORMAT)
+_RESULT = struct.Struct(_wire.RESULT_HEADER_FORMAT)
+_JOB = struct.Struct(_wire.JOB_HEADER_FORMAT)
+_WORKER = struct.Struct(_wire.WORKER_RECORD_FORMAT)
+_RECORD = struct.Struct(_wire.RECORD_HEADER_FORMAT)
+_JOB_ID = struct.Struct("<q")  # PoolRun's reply starts with the job
+
+
+def encode_init(initializer: Optional[Callable[..., Any]], initargs: Sequence[Any],
+                max_memory: Optional[int] = None) -> Tuple[bytes, List[int]]:
+    """The init message of a pool's workers, and the descriptors they
+    inherit (for queues, locks and events among the initializer's arguments)."""
+    settings = {"sys_path": list(sys.path), "max_memory": max_memory}
+    spawning = _spawning.Spawning()
+    blob = ser.pack(ser.dumps(settings), spawning.dumps((initializer, tuple(initargs))))
+    return blob, spawning.fds
+
+
+class FunctionEncoder:
+    """Pickles task functions, reusing the bytes of plain functions and
+    builtins.
+
+    A function sent by value (defined in ``__main__``, a notebook, a lambda)
+    is captured the first time it is sent, with the globals it refers to at
+    that moment; later changes to those globals in the parent are not seen by
+    workers. That is the stdlib's rule too: spawned workers import their own
+    ``__main__``, forked ones see the globals as they were at the fork.
+    """
+
+    _MAX = 256
+
+    def __init__(self) -> None:
+        self._cache: dict = {}
+
+    def encode(self, func: Callable[..., Any]) -> bytes:
+        hit = self._cache.get(id(func))
+        if hit is not None and hit[0] is func:
+            return hit[1]
+        data = ser.dumps(func)
+        if isinstance(func, _CACHEABLE):
+            if len(self._cache) >= self._MAX:
+                self._cache.clear()
+            self._cache[id(func)] = (func, data)
+        return data
+
+
+_CACHEABLE = (type(len), type(encode_init))  # builtins and plain functions
+
+
+def _millis(seconds: Optional[float]) -> int:
+    """A time limit in whole milliseconds (at least 1), 0 for none."""
+    if seconds is None:
+        return 0
+    return max(1, int(seconds * 1000 + 0.5))
+
+
+class ProcessBackend:
+    """Worker processes run by the Go core."""
+
+    def __init__(self, processes: int, initializer: Optional[Callable[..., Any]], initargs: Sequence[Any],
+                 maxtasksperchild: Optional[int], max_memory_per_child: Optional[int] = None):
+        core.check_not_forked()
+        self._functions = FunctionEncoder()
+        argv = [os.fsencode(a) for a in _spawning.worker_command("gopool._worker")]
+        init, fds = encode_init(initializer, initargs, max_memory_per_child)
+        self._id = core.call(
+            core.lib.PoolNew,
+            processes,
+            maxtasksperchild or 0,
+            core.to_go_bytes(ser.pack(*argv)),
+            core.to_go_bytes(_spawning.environment()),
+            os.getcwd(),
+            core.to_go_bytes(init),
+            core.to_go_bytes(_spawning.pack_fds(fds)),
+            0,  # the core's grace between SIGTERM and SIGKILL
+            True,  # workers in a process group of their own: Ctrl-C is the parent's
+        )
+        self._released = False
+
+    # -- tasks ---------------------------------------------------------------
+
+    def encode(self, func: Callable[..., Any], args: Any, kwds: Any, mode: int) -> bytes:
+        return ser.pack(self._functions.encode(func), ser.dumps((args, kwds, mode)))
+
+    def iter_encode(self, func: Callable[..., Any], arg_list: Iterable[Any], mode: int) -> Iterator[bytes]:
+        func_bytes = self._functions.encode(func)
+        return (ser.pack(func_bytes, ser.dumps((args, None, mode))) for args in arg_list)
+
+    def submit(self, job: int, tasks: Sequence[bytes], *, seal: bool, notify: bool = False,
+               timeout: Optional[float] = None) -> int:
+        core.check_not_forked()
+        flags = (_wire.SUBMIT_SEAL if seal else 0) | (_wire.SUBMIT_NOTIFY if notify else 0)
+        buf = _write_records(tasks)
+        try:
+            return core.call(core.lib.PoolSubmit, self._id, job, flags, _millis(timeout), buf.id, buf.used)
+        finally:
+            buf.busy = False
+
+    def run(self, task: bytes, timeout: Optional[float]) -> Tuple[int, List[Entry], bool]:
+        core.check_not_forked()
+        buf = _write_records((task,))
+        try:
+            n = core.call(core.lib.PoolRun, self._id, _millis(timeout), buf.id, buf.used, core.SLICE_MS)
+            (job,) = _JOB_ID.unpack_from(buf.view)
+            if n < 0:  # the result needs a larger buffer: collect it
+                buf.busy = False
+                entries, done = self.collect(job, 0, 0)
+                return job, entries, done
+            entries, done = _decode_reply(buf.view, _JOB_ID.size)
+            return job, entries, done
+        finally:
+            buf.busy = False
+
+    def collect(self, job: int, handled: int, timeout_ms: int) -> Tuple[List[Entry], bool]:
+        core.check_not_forked()
+        size = 0
+        while True:
+            buf = core.take_buffer(size)
+            try:
+                n = core.call(core.lib.PoolCollect, self._id, job, handled, buf.id, min(timeout_ms, core.SLICE_MS))
+                if n >= 0:
+                    return _decode_reply(buf.view, 0)
+            finally:
+                buf.busy = False
+            size = core.need_from(n)
+
+    def ack(self, job: int, handled: int) -> None:
+        if not core.in_forked_child() and not self._released:
+            core.call(core.lib.PoolAck, self._id, job, handled)
+
+    def collect_notified(self, ack: bool, timeout_ms: int) -> List[JobEntries]:
+        core.check_not_forked()
+        size = 0
+        while True:
+            buf = core.take_buffer(size)
+            try:
+                n = core.call(core.lib.PoolCollectNotified, self._id, ack, buf.id, min(timeout_ms, core.SLICE_MS))
+                if n >= 0:
+                    return _decode_notified(buf.view)
+            finally:
+                buf.busy = False
+            size, ack = core.need_from(n), False
+
+    def cancel(self, job: int) -> int:
+        core.check_not_forked()
+        return int(core.call(core.lib.PoolCancel, self._id, job))
+
+    def discard(self, job: int) -> None:
+        if core.in_forked_child() or self._released:
+            return
+        core.call(core.lib.PoolDiscard, self._id, job)
+
+    # -- life cycle ----------------------------------------------------------
+
+    def close(self) -> None:
+        core.check_not_forked()
+        core.call(core.lib.PoolClose, self._id)
+
+    def terminate(self) -> None:
+        core.check_not_forked()
+        core.call(core.lib.PoolTerminate, self._id)
+
+    def join(self, timeout_ms: int) -> bool:
+        core.check_not_forked()
+        return bool(core.call(core.lib.PoolJoin, self._id, min(timeout_ms, core.SLICE_MS)))
+
+    def release(self) -> None:
+        if self._released or core.in_forked_child():
+            return
+        self._released = True
+        core.call(core.lib.PoolRelease, self._id)
+
+    # -- introspection -------------------------------------------------------
+
+    def workers(self) -> List[WorkerRow]:
+        core.check_not_forked()
+        size = 0
+        while True:
+            buf = core.take_buffer(size)
+            try:
+                n = core.call(core.lib.PoolWorkers, self._id, buf.id)
+                if n >= 0:
+                    count, _ = _REPLY.unpack_from(buf.view)
+                    return [_WORKER.unpack_from(buf.view, _REPLY.size + i * _WORKER.size) for i in range(count)]
+            finally:
+                buf.busy = False
+            size = core.need_from(n)
+
+    def queued(self) -> int:
+        core.check_not_forked()
+        return int(core.call(core.lib.PoolQueued, self._id))
+
+
+def _write_records(tasks: Sequence[bytes]) -> "core.Buffer":
+    """This thread's buffer, taken, holding tasks as records; ``buf.used``
+    is their size."""
+    if len(tasks) == 1:
+        task = tasks[0]
+        size = _RECORD.size + len(task)
+        buf = core.take_buffer(size)
+        view = buf.view
+        _RECORD.pack_into(view, 0, len(task))
+        view[_RECORD.size:size] = task
+    else:
+        size = _RECORD.size * len(tasks) + sum(map(len, tasks))
+        buf = core.take_buffer(size)
+        view, pos, pack = buf.view, 0, _RECORD.pack_into
+        for task in tasks:
+            n = len(task)
+            pack(view, pos, n)
+            view[pos + _RECORD.size : pos + _RECORD.size + n] = task
+            pos += _RECORD.size + n
+    buf.used = size
+    return buf
+
+
+def _decode_reply(view: memoryview, pos: int) -> Tuple[List[Entry], bool]:
+    count, flags = _REPLY.unpack_from(view, pos)
+    entries, _ = _decode_results(view, pos + _REPLY.size, count)
+    return entries, bool(flags & _wire.REPLY_DONE)
+
+
+def _decode_notified(view: memoryview) -> List[JobEntries]:
+    jobs, _ = _REPLY.unpack_from(view, 0)
+    pos, out = _REPLY.size, []
+    for _ in range(jobs):
+        job, count, flags = _JOB.unpack_from(view, pos)
+        entries, pos = _decode_results(view, pos + _JOB.size, count)
+        out.append((job, entries, bool(flags & _wire.REPLY_DONE)))
+    return out
+
+
+def _decode_results(view: memoryview, pos: int, count: int) -> Tuple[List[Entry], int]:
+    entries = []
+    unpack, size, loads = _RESULT.unpack_from, _RESULT.size, ser.loads
+    for _ in range(count):
+        index, status, pid, code, sig, length = unpack(view, pos)
+        pos += size
+        payload = view[pos : pos + length]
+        pos += length
+        if status == _wire.STATUS_OK:  # the common case, inline
+            try:
+                entries.append((index, True, loads(payload)))
+                continue
+            except Exception as exc:
+                entries.append((index, False, _undecodable(exc)))
+                continue
+        entries.append((index, *decode_outcome(status, pid, -sig if sig else code, payload)))
+    return entries, pos
+
+
+def _undecodable(exc: Exception) -> BaseException:
+    error = RuntimeError(f"the task's result could not be unpickled in the parent: {exc!r}")
+    error.__cause__ = exc
+    return error
+
+
+def decode_outcome(status: int, pid: int, exitcode: int, payload: Any) -> Tuple[bool, Any]:
+    """Turn a task's status and payload into (succeeded, value or exception)."""
+    try:
+        if status == _wire.STATUS_OK:
+            return True, ser.loads(payload)
+        if status in (_wire.STATUS_ERROR, _wire.STATUS_INIT_FAILED):
+            return False, ser.loads_exception(payload)
+    except Exception as exc:
+        return False, _undecodable(exc)
+    if status == _wire.STATUS_WORKER_LOST:
+        return False, WorkerLostError.from_exit(pid, exitcode)
+    if status == _wire.STATUS_TERMINATED:
+        return False, PoolTerminatedError("the pool was terminated before the task finished")
+    if status == _wire.STATUS_CANCELLED:
+        return False, CancelledError("the task was cancelled")
+    if status == _wire.STATUS_TIMED_OUT:
+        return False, TimeoutError(f"the task exceeded its time limit; its worker (pid {pid}) was killed")
+    if status == _wire.STATUS_BROKEN:
+        return False, BrokenPoolError(f"the pool cannot start workers: {bytes(payload).decode(errors='replace')}")
+    return False, RuntimeError(f"gopool core: unknown task status {status}")

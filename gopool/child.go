@@ -40,10 +40,9 @@ func StartChild(spec WorkerSpec) (*Child, error) {
 		closeAll(initW, sentR)
 		return nil, err
 	}
-	go proc.reap()
 	c := &Child{proc: proc, init: initW, sentinel: sentR}
 	if err := writeInit(initW, spec.Init); err != nil && !errors.Is(err, syscall.EPIPE) {
-		_ = c.Signal(syscall.SIGKILL)
+		c.proc.signal(syscall.SIGKILL)
 		c.Release()
 		return nil, err
 	}
@@ -86,16 +85,8 @@ func (c *Child) Wait(timeout time.Duration) (ExitStatus, bool) {
 
 // Signal sends sig to the child unless it has exited.
 func (c *Child) Signal(sig syscall.Signal) error {
-	select {
-	case <-c.proc.exited:
-		return nil
-	default:
-	}
-	err := c.proc.cmd.Process.Signal(sig)
-	if errors.Is(err, os.ErrProcessDone) {
-		return nil
-	}
-	return err
+	c.proc.signal(sig)
+	return nil
 }
 
 // Release closes the core's ends of the child's pipes. The child, if

@@ -133,6 +133,7 @@ func (p *Pool) Submit(spec JobSpec, payloads [][]byte, seal bool) (int64, error)
 	}
 	p.dispatchLocked()
 	p.unlockLocked()
+	p.load.sample()
 	if p.waiters.Load() == 0 {
 		p.kickCollector() // nobody waits to read the results
 	}
@@ -195,8 +196,11 @@ func (p *Pool) finishLocked(t *task, r Result) {
 
 // progressedLocked notes that j has new results or is complete.
 func (p *Pool) progressedLocked(j *job) {
+	if len(j.ready) == 0 && !j.complete() {
+		return
+	}
 	p.progressed = true
-	if j.notify && !j.announced && !j.discarded && (len(j.ready) > 0 || j.complete()) {
+	if j.notify && !j.announced && !j.discarded {
 		j.announced = true
 		p.notified = append(p.notified, j)
 	}

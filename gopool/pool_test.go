@@ -27,6 +27,9 @@ import (
 //
 // An init payload of "initfail" makes initialisation fail.
 func TestMain(m *testing.M) {
+	if len(os.Args) == 2 && os.Args[1] == "zygote" {
+		os.Exit(testZygote())
+	}
 	if os.Getenv("GOPOOL_TEST_WORKER") == "1" {
 		os.Exit(testWorker())
 	}

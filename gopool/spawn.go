@@ -7,16 +7,24 @@ import (
 	"runtime"
 	"sync"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
-// WorkerSpec says how to start a process. The core execs Argv[0] with the
+// WorkerSpec says how to start a process. The core starts it with the
 // files the caller adds (a worker's channel and doorbell, a child's pipes)
 // as fds 3, 4, ..., then Inherit; stdin is /dev/null, stdout and stderr are
 // the parent's.
+//
+// With Zygote set, the process is forked by a zygote (see zygote.go) that
+// runs Zygote's command and is told to run Entry in the child; otherwise,
+// or if the zygote fails, Argv is executed.
 type WorkerSpec struct {
-	Argv []string
-	Env  []string
-	Dir  string
+	Argv   []string
+	Zygote []string
+	Entry  string
+	Env    []string
+	Dir    string
 	// Init is the first message every new worker reads.
 	Init []byte
 	// Inherit lists files the process inherits (shared queues, locks...),
@@ -36,20 +44,43 @@ type ExitStatus struct {
 	Signal syscall.Signal
 }
 
-// process is one running process started by the core.
+// process is one process started by the core, directly (cmd) or by a
+// zygote (pidfd).
 type process struct {
-	cmd    *exec.Cmd
 	pid    int
+	cmd    *exec.Cmd
+	pidfd  int
 	exited chan struct{} // closed once the process has been reaped
 	exit   ExitStatus    // valid after exited is closed
+
+	mu    sync.Mutex // signal and ended: the pidfd is closed once it has ended
+	ended bool
 }
 
+// signal sends sig unless the process has ended.
 func (p *process) signal(sig syscall.Signal) {
-	select {
-	case <-p.exited:
-	default:
-		_ = p.cmd.Process.Signal(sig) // it may have just exited: nothing to do then
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.ended {
+		return
 	}
+	if p.cmd != nil {
+		_ = p.cmd.Process.Signal(sig) // it may have just exited: nothing to do then
+	} else {
+		_ = unix.PidfdSendSignal(p.pidfd, sig, nil, 0)
+	}
+}
+
+// end records how the process ended and closes exited.
+func (p *process) end(exit ExitStatus) {
+	p.mu.Lock()
+	p.ended = true
+	p.exit = exit
+	if p.cmd == nil {
+		unix.Close(p.pidfd)
+	}
+	p.mu.Unlock()
+	close(p.exited)
 }
 
 type spawnRequest struct {
@@ -68,12 +99,24 @@ var spawner struct {
 	reqs chan spawnRequest
 }
 
-// startProcess starts a process with files as fds 3, 4, ... Every child is
-// forked from one dedicated OS thread that is locked and never released:
+// startProcess starts a process with files as fds 3, 4, ..., through its
+// zygote if it has one (falling back to fork+exec if the zygote fails).
+// exited is closed once the process has been reaped.
+func startProcess(spec WorkerSpec, files []*os.File) (*process, error) {
+	if len(spec.Zygote) > 0 {
+		if p, err := startViaZygote(spec, files); err == nil {
+			return p, nil
+		}
+	}
+	return startDirect(spec, files)
+}
+
+// startDirect starts a process by fork+exec. Every such child is forked
+// from one dedicated OS thread that is locked and never released:
 // PR_SET_PDEATHSIG fires when the thread that forked the child exits, and
 // Go retires idle threads at will, so forking from an arbitrary thread
 // could kill the workers of a healthy parent.
-func startProcess(spec WorkerSpec, files []*os.File) (*process, error) {
+func startDirect(spec WorkerSpec, files []*os.File) (*process, error) {
 	spawner.once.Do(func() {
 		spawner.reqs = make(chan spawnRequest)
 		go spawnLoop(spawner.reqs)
@@ -81,6 +124,9 @@ func startProcess(spec WorkerSpec, files []*os.File) (*process, error) {
 	reply := make(chan spawnReply, 1)
 	spawner.reqs <- spawnRequest{spec: spec, files: files, reply: reply}
 	r := <-reply
+	if r.err == nil {
+		go r.proc.reap()
+	}
 	return r.proc, r.err
 }
 
@@ -127,19 +173,18 @@ func forkExec(spec WorkerSpec, files []*os.File) (*process, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, &ErrCannotStart{Argv0: spec.Argv[0], Err: err}
 	}
-	return &process{cmd: cmd, pid: cmd.Process.Pid, exited: make(chan struct{})}, nil
+	return &process{cmd: cmd, pid: cmd.Process.Pid, pidfd: -1, exited: make(chan struct{})}, nil
 }
 
-// reap waits for the process to end and records how it ended.
+// reap waits for a direct child to end and records how it ended.
 func (p *process) reap() {
 	state, err := p.cmd.Process.Wait()
 	switch {
 	case err != nil:
-		p.exit = ExitStatus{Code: -1}
+		p.end(ExitStatus{Code: -1})
 	case state.Sys().(syscall.WaitStatus).Signaled():
-		p.exit = ExitStatus{Code: -1, Signal: state.Sys().(syscall.WaitStatus).Signal()}
+		p.end(ExitStatus{Code: -1, Signal: state.Sys().(syscall.WaitStatus).Signal()})
 	default:
-		p.exit = ExitStatus{Code: state.ExitCode()}
+		p.end(ExitStatus{Code: state.ExitCode()})
 	}
-	close(p.exited)
 }

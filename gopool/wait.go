@@ -104,6 +104,7 @@ func (p *Pool) collectLoop() {
 			p.dispatchLocked()
 		}
 		p.unlockLocked()
+		p.load.sample()
 		p.bell.Wait(seen, collectorSlice, 0)
 	}
 }

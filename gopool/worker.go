@@ -74,7 +74,6 @@ func (p *Pool) addWorker() error {
 		return err
 	}
 	w.proc = proc
-	go proc.reap()
 	p.mu.Lock()
 	p.workers[w] = struct{}{}
 	if p.state == Terminated {

@@ -14,12 +14,12 @@ const (
 	SubmitNotify = 2 // a new job's results go to PoolCollectNotified
 )
 
-// PoolNew starts a pool of workers. argv and env are records (see
-// shm.SplitRecords); init is every worker's init message; fds lists
-// descriptors (8-byte little-endian numbers) the workers inherit after the
-// core's own (see gopool.FirstInheritedFd).
-func PoolNew(workers, maxTasksPerWorker int, argv, env []byte, dir string, init, fds []byte, killGraceMs int, ownProcessGroup bool) (int64, error) {
-	spec, err := processSpec(argv, env, dir, init, fds)
+// PoolNew starts a pool of workers. argv, zygote and env are records (see
+// processSpec); init is every worker's init message; fds lists descriptors
+// (8-byte little-endian numbers) the workers inherit after the core's own
+// (see gopool.FirstInheritedFd).
+func PoolNew(workers, maxTasksPerWorker int, argv, zygote []byte, entry string, env []byte, dir string, init, fds []byte, killGraceMs int, ownProcessGroup bool) (int64, error) {
+	spec, err := processSpec(argv, zygote, entry, env, dir, init, fds)
 	if err != nil {
 		return result(int64(0), err)
 	}

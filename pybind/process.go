@@ -56,10 +56,16 @@ func stringRecords(blob []byte) ([]string, error) {
 	return out, nil
 }
 
-// processSpec decodes how to start a process. gopy's []byte arguments are
-// the caller's only for the call: init is copied.
-func processSpec(argv, env []byte, dir string, init, fds []byte) (gopool.WorkerSpec, error) {
+// processSpec decodes how to start a process: argv to execute it, or
+// zygote (records; none for no zygote) to fork it from a zygote that runs
+// entry. gopy's []byte arguments are the caller's only for the call: init
+// is copied.
+func processSpec(argv, zygote []byte, entry string, env []byte, dir string, init, fds []byte) (gopool.WorkerSpec, error) {
 	args, err := stringRecords(argv)
+	if err != nil {
+		return gopool.WorkerSpec{}, err
+	}
+	zargs, err := stringRecords(zygote)
 	if err != nil {
 		return gopool.WorkerSpec{}, err
 	}
@@ -71,13 +77,15 @@ func processSpec(argv, env []byte, dir string, init, fds []byte) (gopool.WorkerS
 	if err != nil {
 		return gopool.WorkerSpec{}, err
 	}
-	return gopool.WorkerSpec{Argv: args, Env: vars, Dir: dir, Init: append([]byte(nil), init...), Inherit: files}, nil
+	return gopool.WorkerSpec{Argv: args, Zygote: zargs, Entry: entry, Env: vars, Dir: dir,
+		Init: append([]byte(nil), init...), Inherit: files}, nil
 }
 
-// ChildStart starts a child process (see gopool.Child): argv and env are
-// records, fds descriptors it inherits after the core's own.
-func ChildStart(argv, env []byte, dir string, init, fds []byte) (int64, error) {
-	spec, err := processSpec(argv, env, dir, init, fds)
+// ChildStart starts a child process (see gopool.Child): argv, zygote and
+// env are records (see processSpec), fds descriptors it inherits after the
+// core's own.
+func ChildStart(argv, zygote []byte, entry string, env []byte, dir string, init, fds []byte) (int64, error) {
+	spec, err := processSpec(argv, zygote, entry, env, dir, init, fds)
 	if err != nil {
 		return result(int64(0), err)
 	}

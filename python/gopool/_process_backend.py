@@ -88,13 +88,15 @@ class ProcessBackend:
                  maxtasksperchild: Optional[int], max_memory_per_child: Optional[int] = None):
         core.check_not_forked()
         self._functions = FunctionEncoder()
-        argv = [os.fsencode(a) for a in _spawning.worker_command("gopool._worker")]
+        argv, zygote, entry = _spawning.start_arguments("gopool._worker")
         init, fds = encode_init(initializer, initargs, max_memory_per_child)
         self._id = core.call(
             core.lib.PoolNew,
             processes,
             maxtasksperchild or 0,
-            core.to_go_bytes(ser.pack(*argv)),
+            core.to_go_bytes(argv),
+            core.to_go_bytes(zygote),
+            entry,
             core.to_go_bytes(_spawning.environment()),
             os.getcwd(),
             core.to_go_bytes(init),

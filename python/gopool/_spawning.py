@@ -78,18 +78,37 @@ def pack_fds(fds: List[int]) -> bytes:
     return b"".join(int(fd).to_bytes(8, "little") for fd in fds)
 
 
-def worker_command(entry_module: str) -> List[str]:
-    """The command line of a process the core starts: this interpreter with
-    its flags, gopool's own location first on sys.path so that gopool is
-    found whatever the environment says, then entry_module's main()."""
+def _python_command(code: str) -> List[str]:
+    """This interpreter with its flags, running code after putting gopool's
+    own location first on sys.path (so that gopool is found whatever the
+    environment says)."""
     import subprocess
 
     package_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    code = (
-        f"import sys; sys.path.insert(0, {package_parent!r}); "
-        f"from {entry_module} import main; main()"
-    )
+    code = f"import sys; sys.path.insert(0, {package_parent!r}); {code}"
     return [sys.executable, *subprocess._args_from_interpreter_flags(), "-c", code]
+
+
+def worker_command(entry_module: str) -> List[str]:
+    """The command line that runs entry_module's main() in a new interpreter."""
+    return _python_command(f"from {entry_module} import main; main()")
+
+
+def zygote_command() -> List[str]:
+    """The command line of the zygote that forks gopool's processes (none if
+    GOPOOL_ZYGOTE=0: every process then starts as a new interpreter)."""
+    if os.environ.get("GOPOOL_ZYGOTE", "1") == "0":
+        return []
+    return _python_command("from gopool._zygote import main; main()")
+
+
+def start_arguments(entry_module: str) -> List[Any]:
+    """The arguments of the core's PoolNew and ChildStart that say how to
+    start a process running entry_module: its command line, the zygote's,
+    and the entry (records of bytes where the core wants them)."""
+    argv = ser.pack(*(os.fsencode(a) for a in worker_command(entry_module)))
+    zygote = ser.pack(*(os.fsencode(a) for a in zygote_command()))
+    return [argv, zygote, entry_module]
 
 
 def environment() -> bytes:

@@ -113,8 +113,9 @@ def main() -> None:
 
 def serve(channel) -> None:
     """Run tasks until the core says stop."""
+    global _forked
+    _forked = False  # a worker may itself have been forked (by the zygote)
     functions = _FunctionCache()
-    me = os.getpid()
     next_task, answer = channel.next_task, channel.answer
     while True:
         task = next_task()
@@ -128,12 +129,23 @@ def serve(channel) -> None:
             answer(_wire.MSG_RESULT_ERROR, seq, _memory_error(over))
             channel.send(_wire.MSG_RETIRING, 0, b"")
             return
-        if os.getpid() != me:
+        if _forked:
             # The task forked and this is the child coming back from it: it
             # must not answer in its parent's name.
             os._exit(0)
         del payload, task
         answer(kind, seq, data)
+
+
+_forked = False
+
+
+def _mark_forked() -> None:
+    global _forked
+    _forked = True
+
+
+os.register_at_fork(after_in_child=_mark_forked)
 
 
 def _exit_quickly() -> None:

@@ -44,9 +44,12 @@ class _GoPopen:
         self.returncode: Optional[int] = None
         spawning = _spawning.Spawning()
         payload = ser.pack(ser.dumps(_spawning.preparation()), spawning.dumps(process_obj))
+        argv, zygote, entry = _spawning.start_arguments("gopool._child")
         self._id = core.call(
             core.lib.ChildStart,
-            core.to_go_bytes(ser.pack(*(os.fsencode(a) for a in _spawning.worker_command("gopool._child")))),
+            core.to_go_bytes(argv),
+            core.to_go_bytes(zygote),
+            entry,
             core.to_go_bytes(_spawning.environment()),
             os.getcwd(),
             core.to_go_bytes(payload),

@@ -1,0 +1,196 @@
+"""The zygote: a warm interpreter that starts gopool's processes by forking.
+
+The Go core execs it once per parent (and interpreter command), on first
+use, and keeps it for the parent's life. Each request asks it to fork a
+child that runs a gopool entry point (``gopool._worker`` for pool workers,
+``gopool._child`` for ``Process``) with the descriptors, environment,
+directory and process group of the request; the reply carries the child's
+pid and a pidfd. It reaps its children and reports how each ended. The
+protocol is in gopool/zygote.go.
+
+It never loads the Go runtime and runs a single thread, so its forks are
+safe. It dies with its parent (PR_SET_PDEATHSIG, set by the core), and its
+children die with it.
+"""
+
+from __future__ import annotations
+
+import atexit
+import importlib
+import os
+import select
+import signal
+import socket
+import struct
+import sys
+import traceback
+from typing import List
+
+from gopool import _channel, _serialize
+
+SOCKET_FD = 3
+MAX_MESSAGE = 1 << 20
+MAX_FDS = 64
+
+_FORK = 1
+_FORKED = 2
+_FAILED = 3
+_EXITED = 4
+
+_FORK_HEADER = struct.Struct("<BQq")  # kind, request, process group (0: a new one)
+_FORKED_MESSAGE = struct.Struct("<BQq")  # kind, request, pid
+_FAILED_HEADER = struct.Struct("<BQ")  # kind, request; then the reason
+_EXITED_MESSAGE = struct.Struct("<Bqii")  # kind, pid, exit code, signal
+
+
+def main() -> None:
+    _preload()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET, fileno=SOCKET_FD)
+    wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    signal.set_wakeup_fd(wake_w)
+    signal.signal(signal.SIGCHLD, lambda signum, frame: None)
+    while True:
+        ready = select.select([sock, wake_r], [], [])[0]
+        if wake_r in ready:
+            while True:
+                try:
+                    if not os.read(wake_r, 512):
+                        break
+                except BlockingIOError:
+                    break
+            _reap(sock)
+        if sock in ready:
+            try:
+                message, fds, _, _ = socket.recv_fds(sock, MAX_MESSAGE, MAX_FDS)
+            except InterruptedError:
+                continue
+            if not message:
+                os._exit(0)  # the parent is gone
+            _fork(sock, wake_r, wake_w, message, fds)
+
+
+def _preload() -> None:
+    """Import, once and here, what children need: gopool's modules (a
+    Process object's class, the exceptions and their stdlib bases) and
+    cloudpickle. None of them starts the Go runtime."""
+    from gopool import _child, _worker, pool, process, queues, synchronize  # noqa: F401
+
+    try:
+        import cloudpickle  # noqa: F401  (functions sent by value need it)
+    except ImportError:
+        pass
+
+
+def _reap(sock: socket.socket) -> None:
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        if os.WIFSIGNALED(status):
+            code, sig = -1, os.WTERMSIG(status)
+        else:
+            code, sig = os.waitstatus_to_exitcode(status), 0
+        sock.send(_EXITED_MESSAGE.pack(_EXITED, pid, code, sig))
+
+
+def _fork(sock: socket.socket, wake_r: int, wake_w: int, message: bytes, fds: List[int]) -> None:
+    kind, request, pgid = _FORK_HEADER.unpack_from(message)
+    try:
+        if kind != _FORK or len(fds) < 3:
+            raise ValueError(f"bad request (kind {kind}, {len(fds)} descriptors)")
+        entry, directory, *env = (bytes(part).decode("utf-8", "surrogateescape")
+                                   for part in _serialize.unpack(memoryview(message)[_FORK_HEADER.size:]))
+        pid = os.fork()
+        if pid == 0:
+            _run_child(entry, directory, env, fds, pgid)
+        try:
+            os.setpgid(pid, pgid or pid)  # as the child does: whichever runs first
+        except OSError:
+            pass  # it is gone already
+        pidfd = os.pidfd_open(pid)
+        try:
+            socket.send_fds(sock, [_FORKED_MESSAGE.pack(_FORKED, request, pid)], [pidfd])
+        finally:
+            os.close(pidfd)
+    except Exception as exc:
+        sock.send(_FAILED_HEADER.pack(_FAILED, request) + repr(exc).encode())
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
+def _run_child(entry: str, directory: str, env: List[str], fds: List[int], pgid: int) -> None:
+    """In the forked child: become the requested process, run entry, exit."""
+    code = 1
+    try:
+        zygote = os.getppid()
+        _channel.set_parent_death_signal(signal.SIGKILL)
+        if os.getppid() != zygote:
+            os._exit(1)  # the zygote died before the death signal was set
+        signal.set_wakeup_fd(-1)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        os.setpgid(0, pgid)
+        _place_fds(fds)
+        os.chdir(directory)
+        os.environ.clear()
+        os.environ.update(kv.split("=", 1) for kv in env if "=" in kv)
+        code = _run(entry)
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        os._exit(code)
+
+
+def _place_fds(fds: List[int]) -> None:
+    """Give the child its descriptors: all but the last three as 3, 4, ...,
+    the last three as stdin, stdout and stderr; close every other."""
+    import fcntl
+
+    # First out of the way of the targets, then into place.
+    moved = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3 + len(fds)) for fd in fds]
+    *own, stdin, stdout, stderr = moved
+    for target, fd in enumerate([stdin, stdout, stderr] + own):
+        os.dup2(fd, target)
+    keep = 3 + len(own)
+    for name in os.listdir("/proc/self/fd"):
+        if int(name) >= keep:
+            try:
+                os.close(int(name))
+            except OSError:
+                pass  # the directory's own descriptor
+
+
+def _run(entry: str) -> int:
+    """Run entry's main() as a program would run: its exit code, atexit
+    handlers, flushed stdio (the interpreter's own teardown is skipped, as
+    after the stdlib's fork start method)."""
+    try:
+        importlib.import_module(entry).main()
+        code = 0
+    except SystemExit as exc:
+        code = _exit_code(exc.code)
+    except BaseException:
+        traceback.print_exc()
+        code = 1
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:
+            pass
+    return code
+
+
+def _exit_code(code: object) -> int:
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code
+    print(code, file=sys.stderr)
+    return 1
+

@@ -30,6 +30,9 @@ func TestMain(m *testing.M) {
 	if len(os.Args) == 2 && os.Args[1] == "zygote" {
 		os.Exit(testZygote())
 	}
+	if os.Getenv("GOPOOL_TEST_CHILD") == "1" {
+		os.Exit(testChild())
+	}
 	if os.Getenv("GOPOOL_TEST_WORKER") == "1" {
 		os.Exit(testWorker())
 	}

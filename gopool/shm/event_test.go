@@ -20,10 +20,16 @@ func TestEventSetClearWait(t *testing.T) {
 	}
 	defer other.Close()
 	woke := make(chan bool)
-	go func() { woke <- other.Wait(5 * time.Second) }()
+	go func() { woke <- other.Wait(10 * time.Second) }()
+	time.Sleep(5 * time.Millisecond) // let it reach the futex; a Set before that is fine too
+	set := time.Now()
 	e.Set()
 	if !<-woke {
 		t.Fatal("a waiter on another mapping did not see Set")
+	}
+	// A Set that woke nobody would leave the waiter asleep until its timeout.
+	if d := time.Since(set); d > 2*time.Second {
+		t.Fatalf("the waiter woke %v after Set", d)
 	}
 	e.Clear()
 	if other.IsSet() {

@@ -1,5 +1,5 @@
-"""gopool.Pool where the stdlib hangs or loses work (DESIGN.md "Semantics"
-and "Beyond the stdlib"): dead workers, terminate(), close(), garbage
+"""gopool.Pool where the stdlib hangs or loses work (README.md, "Where gopool
+differs from the stdlib"): dead workers, terminate(), close(), garbage
 collection, Ctrl-C, fork() and failing initializers.
 """
 

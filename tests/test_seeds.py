@@ -1,7 +1,7 @@
 """Run every example program of the seed documents and check what it prints.
 
 Each file tests/seeds/NNN_*.py is one complete example from a seed document
-(shared/seeds/NNN_*.txt, beside the repository) with its multiprocessing import swapped for
+(one of the documents gopool was specified from) with its multiprocessing import swapped for
 gopool; tests/seeds/expected.json says what must hold for its output (see the
 "_format" entry there).
 

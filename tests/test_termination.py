@@ -1,4 +1,4 @@
-"""Stopping work the stdlib cannot stop (DESIGN.md "Beyond the stdlib"):
+"""Stopping work the stdlib cannot stop (README.md, "Where gopool differs from the stdlib"):
 AsyncResult.cancel(), per-task time limits, a per-worker memory limit,
 ThreadPool.terminate()/cancel() that interrupt Python code, and
 introspection of workers and queued tasks.

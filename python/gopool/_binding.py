@@ -13,23 +13,25 @@ types). setup.py patches the generated modules so that importing them does
 not change the working directory or install gopy's ``gc.callbacks`` hook;
 this module checks both anyway.
 
-Calls. ``lib.X`` is the extension's own entry point for ``pybind.X`` (one
-Python frame less than gopy's wrapper, which only forwards its arguments).
-The GIL is released around every Go call; a call costs about 0.2-0.4 µs.
+Calls. ``lib.X`` is the extension's own entry point for the Go function
+``pybind.X``; gopy's generated wrapper modules (which only forward their
+arguments, and cost tens of milliseconds to import) are not used. The GIL
+is released around every Go call; a call costs about 0.2-0.4 µs.
 Go errors arrive as ``RuntimeError("E<code>: text")`` and :func:`call` and
 :func:`translate` turn them into the exceptions of ``_EXCEPTIONS``.
 
 Data. Hot paths pass integers only: bytes cross through a
 :class:`Buffer`, a memory file that Go and Python both map, so a call is
-one copy on each side and no allocation. ``to_go_bytes`` (a gopy
-``[]byte`` handle, one Go allocation and copy, about 1 µs plus 0.2 µs/KiB)
-is for rare calls (starting a pool or a process). An empty ``[]byte``
-result, or anything but ``bytes`` given to ``Slice_byte.from_bytes``,
-would abort the process: no function here returns ``[]byte``.
+one copy on each side and no allocation. :func:`go_bytes` (gopy ``[]byte``
+handles, one Go allocation and copy each, about 1 µs plus 0.2 µs/KiB) is
+for rare calls (starting a pool or a process). An empty ``[]byte`` result,
+or anything but ``bytes`` given to gopy, would abort the process: no
+function here returns ``[]byte``, and go_bytes checks its arguments.
 """
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import mmap
 import os
@@ -37,10 +39,9 @@ import re
 import threading
 import time
 import weakref
-from typing import Any, Callable, Dict, Iterator, Optional, Type
+from typing import Any, Callable, Dict, Iterator, List, Optional, Type
 
 from gopool import _wire
-from gopool._errors import ForkedChildError
 
 SLICE_MS = 100  # the longest a call into Go blocks: Ctrl-C stays responsive
 
@@ -68,6 +69,8 @@ def in_forked_child() -> bool:
 def check_not_forked() -> None:
     """Raise ForkedChildError in a child that must not call Go."""
     if _forked_child:
+        from gopool._errors import ForkedChildError
+
         raise ForkedChildError(
             "gopool cannot be used in a process created by os.fork() after gopool's "
             "Go core started in its parent: the Go runtime does not survive fork(). "
@@ -81,10 +84,9 @@ def check_not_forked() -> None:
 
 class _Library:
     """The core's functions, loaded on first use: the extension's own entry
-    points, except for the functions that take []byte (gopy's wrapper
-    passes the handles of Slice_byte arguments for them)."""
-
-    _WRAPPED = frozenset({"PoolNew", "ChildStart"})
+    points (``pybind_X`` for the Go function ``X``). gopy's generated
+    wrapper modules are not imported: they only forward their arguments,
+    and importing them costs tens of milliseconds."""
 
     def __init__(self) -> None:
         self._loaded = False
@@ -97,18 +99,17 @@ class _Library:
 
     def _load(self) -> None:
         check_not_forked()
-        global _started_here
-        pybind, go, ext = _import_extension()
-        for attr in dir(pybind):
-            if attr[:1].isupper():
-                raw = None if attr in self._WRAPPED else getattr(ext, "pybind_" + attr, None)
-                setattr(self, attr, raw or getattr(pybind, attr))
-        self.Slice_byte = go.Slice_byte
+        global _started_here, _ext
+        _ext = _import_extension()
+        for attr in dir(_ext):
+            if attr.startswith("pybind_"):
+                setattr(self, attr[len("pybind_"):], getattr(_ext, attr))
         self._loaded = True
         _started_here = True
 
 
 _started_here = False  # the Go runtime runs in this process
+_ext: Any = None  # the extension module, once loaded
 
 
 def _import_extension():
@@ -117,7 +118,7 @@ def _import_extension():
     except OSError:  # the working directory was deleted: nothing to restore
         cwd = None
     try:
-        from gopool._gobind import _core, go, pybind
+        from gopool._gobind import _core
     finally:
         if cwd is not None:
             try:
@@ -126,11 +127,11 @@ def _import_extension():
                 unchanged = False
             if not unchanged:
                 os.chdir(cwd)
-    # gopy's hook runs a full Go GC after every Python GC (a function named
-    # _gopy_gc_cb in each generated module): remove it if present.
-    gc.callbacks[:] = [cb for cb in gc.callbacks
-                       if getattr(cb, "__module__", None) not in (go.__name__, pybind.__name__)]
-    return pybind, go, _core
+    # gopy's generated modules install a hook that runs a full Go GC after
+    # every Python GC (_gopy_gc_cb); they are not imported, but remove any
+    # such hook anyway.
+    gc.callbacks[:] = [cb for cb in gc.callbacks if getattr(cb, "__name__", "") != "_gopy_gc_cb"]
+    return _core
 
 
 lib = _Library()
@@ -141,11 +142,24 @@ def go_started() -> bool:
     return _started_here
 
 
-def to_go_bytes(data: bytes) -> Any:
-    """A Go ``[]byte`` holding a copy of ``data`` (which must be bytes)."""
-    if type(data) is not bytes:
-        raise TypeError("expected bytes, got %s" % type(data).__name__)
-    return lib.Slice_byte.from_bytes(data)
+@contextlib.contextmanager
+def go_bytes(*items: bytes) -> Iterator[List[int]]:
+    """Go ``[]byte`` copies of items (which must be bytes), as the handles
+    the extension's functions take, valid inside the ``with`` block."""
+    for data in items:
+        if type(data) is not bytes:
+            raise TypeError("expected bytes, got %s" % type(data).__name__)
+    lib.BufferNew  # loads the extension
+    handles = []
+    try:
+        for data in items:
+            handle = _ext.Slice_byte_from_bytes(data)
+            _ext.IncRef(handle)
+            handles.append(handle)
+        yield handles
+    finally:
+        for handle in handles:
+            _ext.DecRef(handle)
 
 
 # -- errors -------------------------------------------------------------------

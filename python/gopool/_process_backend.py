@@ -32,6 +32,10 @@ _WORKER = struct.Struct(_wire.WORKER_RECORD_FORMAT)
 _RECORD = struct.Struct(_wire.RECORD_HEADER_FORMAT)
 _JOB_ID = struct.Struct("<q")  # PoolRun's reply starts with the job
 
+# A task as the process backend encodes it: the pickled function and the
+# pickled (arguments, keywords, mode); the worker gets ser.pack of both.
+Task = Tuple[bytes, bytes]
+
 
 def encode_init(initializer: Optional[Callable[..., Any]], initargs: Sequence[Any],
                 max_memory: Optional[int] = None) -> Tuple[bytes, List[int]]:
@@ -90,32 +94,34 @@ class ProcessBackend:
         self._functions = FunctionEncoder()
         argv, zygote, entry = _spawning.start_arguments("gopool._worker")
         init, fds = encode_init(initializer, initargs, max_memory_per_child)
-        self._id = core.call(
-            core.lib.PoolNew,
-            processes,
-            maxtasksperchild or 0,
-            core.to_go_bytes(argv),
-            core.to_go_bytes(zygote),
-            entry,
-            core.to_go_bytes(_spawning.environment()),
-            os.getcwd(),
-            core.to_go_bytes(init),
-            core.to_go_bytes(_spawning.pack_fds(fds)),
-            0,  # the core's grace between SIGTERM and SIGKILL
-            True,  # workers in a process group of their own: Ctrl-C is the parent's
-        )
+        with core.go_bytes(argv, zygote, _spawning.environment(), init, _spawning.pack_fds(fds)) as go:
+            argv_h, zygote_h, env_h, init_h, fds_h = go
+            self._id = core.call(
+                core.lib.PoolNew,
+                processes,
+                maxtasksperchild or 0,
+                argv_h,
+                zygote_h,
+                entry,
+                env_h,
+                os.getcwd(),
+                init_h,
+                fds_h,
+                0,  # the core's grace between SIGTERM and SIGKILL
+                True,  # workers in a process group of their own: Ctrl-C is the parent's
+            )
         self._released = False
 
     # -- tasks ---------------------------------------------------------------
 
-    def encode(self, func: Callable[..., Any], args: Any, kwds: Any, mode: int) -> bytes:
-        return ser.pack(self._functions.encode(func), ser.dumps((args, kwds, mode)))
+    def encode(self, func: Callable[..., Any], args: Any, kwds: Any, mode: int) -> Task:
+        return self._functions.encode(func), ser.dumps((args, kwds, mode))
 
-    def iter_encode(self, func: Callable[..., Any], arg_list: Iterable[Any], mode: int) -> Iterator[bytes]:
+    def iter_encode(self, func: Callable[..., Any], arg_list: Iterable[Any], mode: int) -> Iterator[Task]:
         func_bytes = self._functions.encode(func)
-        return (ser.pack(func_bytes, ser.dumps((args, None, mode))) for args in arg_list)
+        return ((func_bytes, ser.dumps((args, None, mode))) for args in arg_list)
 
-    def submit(self, job: int, tasks: Sequence[bytes], *, seal: bool, notify: bool = False,
+    def submit(self, job: int, tasks: Sequence[Task], *, seal: bool, notify: bool = False,
                timeout: Optional[float] = None) -> int:
         core.check_not_forked()
         flags = (_wire.SUBMIT_SEAL if seal else 0) | (_wire.SUBMIT_NOTIFY if notify else 0)
@@ -125,7 +131,7 @@ class ProcessBackend:
         finally:
             buf.busy = False
 
-    def run(self, task: bytes, timeout: Optional[float]) -> Tuple[int, List[Entry], bool]:
+    def run(self, task: Task, timeout: Optional[float]) -> Tuple[int, List[Entry], bool]:
         core.check_not_forked()
         buf = _write_records((task,))
         try:
@@ -220,25 +226,25 @@ class ProcessBackend:
         return int(core.call(core.lib.PoolQueued, self._id))
 
 
-def _write_records(tasks: Sequence[bytes]) -> "core.Buffer":
-    """This thread's buffer, taken, holding tasks as records; ``buf.used``
-    is their size."""
-    if len(tasks) == 1:
-        task = tasks[0]
-        size = _RECORD.size + len(task)
-        buf = core.take_buffer(size)
-        view = buf.view
-        _RECORD.pack_into(view, 0, len(task))
-        view[_RECORD.size:size] = task
-    else:
-        size = _RECORD.size * len(tasks) + sum(map(len, tasks))
-        buf = core.take_buffer(size)
-        view, pos, pack = buf.view, 0, _RECORD.pack_into
-        for task in tasks:
-            n = len(task)
-            pack(view, pos, n)
-            view[pos + _RECORD.size : pos + _RECORD.size + n] = task
-            pos += _RECORD.size + n
+def _write_records(tasks: Sequence[Task]) -> "core.Buffer":
+    """This thread's buffer, taken, holding tasks as records ([u64 length]
+    [payload], the payload being ser.pack(function, arguments)); ``buf.used``
+    is their size. Each part is copied once, straight into the buffer."""
+    head = _RECORD.size
+    size = sum(3 * head + len(f) + len(a) for f, a in tasks)
+    buf = core.take_buffer(size)
+    view, pos, pack = buf.view, 0, _RECORD.pack_into
+    for f, a in tasks:
+        nf, na = len(f), len(a)
+        pack(view, pos, 2 * head + nf + na)
+        pack(view, pos + head, nf)
+        pos += 2 * head
+        view[pos : pos + nf] = f
+        pos += nf
+        pack(view, pos, na)
+        pos += head
+        view[pos : pos + na] = a
+        pos += na
     buf.used = size
     return buf
 

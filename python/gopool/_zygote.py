@@ -43,15 +43,29 @@ _FAILED_HEADER = struct.Struct("<BQ")  # kind, request; then the reason
 _EXITED_MESSAGE = struct.Struct("<Bqii")  # kind, pid, exit code, signal
 
 
+# What children need beyond a worker's own modules, imported here once, one
+# module at a time while no request waits (so that the first requests are
+# answered at once): gopool's modules (a Process object's class, the
+# exceptions and their stdlib bases) and cloudpickle. None of them starts
+# the Go runtime.
+_PRELOAD = ["gopool._child", "gopool.process", "gopool.queues", "gopool.synchronize", "gopool.pool",
+            "cloudpickle"]
+
+
 def main() -> None:
-    _preload()
+    from gopool import _worker  # noqa: F401  (what every pool worker needs)
+
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET, fileno=SOCKET_FD)
     wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
     signal.set_wakeup_fd(wake_w)
     signal.signal(signal.SIGCHLD, lambda signum, frame: None)
+    preload = list(_PRELOAD)
     while True:
-        ready = select.select([sock, wake_r], [], [])[0]
+        ready = select.select([sock, wake_r], [], [], 0 if preload else None)[0]
+        if not ready and preload:
+            _preload(preload.pop(0))
+            continue
         if wake_r in ready:
             while True:
                 try:
@@ -70,16 +84,11 @@ def main() -> None:
             _fork(sock, wake_r, wake_w, message, fds)
 
 
-def _preload() -> None:
-    """Import, once and here, what children need: gopool's modules (a
-    Process object's class, the exceptions and their stdlib bases) and
-    cloudpickle. None of them starts the Go runtime."""
-    from gopool import _child, _worker, pool, process, queues, synchronize  # noqa: F401
-
+def _preload(module: str) -> None:
     try:
-        import cloudpickle  # noqa: F401  (functions sent by value need it)
+        importlib.import_module(module)
     except ImportError:
-        pass
+        pass  # the child will say what is missing, if it needs it
 
 
 def _reap(sock: socket.socket) -> None:

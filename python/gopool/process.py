@@ -45,16 +45,10 @@ class _GoPopen:
         spawning = _spawning.Spawning()
         payload = ser.pack(ser.dumps(_spawning.preparation()), spawning.dumps(process_obj))
         argv, zygote, entry = _spawning.start_arguments("gopool._child")
-        self._id = core.call(
-            core.lib.ChildStart,
-            core.to_go_bytes(argv),
-            core.to_go_bytes(zygote),
-            entry,
-            core.to_go_bytes(_spawning.environment()),
-            os.getcwd(),
-            core.to_go_bytes(payload),
-            core.to_go_bytes(_spawning.pack_fds(spawning.fds)),
-        )
+        fds = _spawning.pack_fds(spawning.fds)
+        with core.go_bytes(argv, zygote, _spawning.environment(), payload, fds) as go:
+            argv_h, zygote_h, env_h, payload_h, fds_h = go
+            self._id = core.call(core.lib.ChildStart, argv_h, zygote_h, entry, env_h, os.getcwd(), payload_h, fds_h)
         self.pid = int(core.call(core.lib.ChildPid, self._id))
         self.sentinel = int(core.call(core.lib.ChildSentinel, self._id))
         self._release = weakref.finalize(self, _release_child, self._id)

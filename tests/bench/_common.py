@@ -292,3 +292,29 @@ def selection(spec, allowed, what):
     if bad:
         sys.exit("unknown %s: %s (choose from %s)" % (what, ", ".join(bad), ", ".join(allowed)))
     return [n for n in allowed if n in names]
+
+
+def tree_rss(root):
+    """The summed resident memory (bytes) of root and all its descendants."""
+    parents, rss = {}, {}
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % name) as f:
+                stat = f.read()
+            with open("/proc/%s/statm" % name) as f:
+                pages = int(f.read().split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        pid = int(name)
+        parents[pid] = int(stat.rsplit(")", 1)[1].split()[1])
+        rss[pid] = pages * os.sysconf("SC_PAGE_SIZE")
+    total = 0
+    for pid, size in rss.items():
+        p = pid
+        while p and p != root and p in parents:
+            p = parents[p]
+        if p == root:
+            total += size
+    return total

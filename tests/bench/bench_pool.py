@@ -21,9 +21,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -44,13 +46,19 @@ FLOOR = "pipe-floor"
 
 # name -> (table label, unit, higher_is_better)
 METRICS = {
-    "startup": ("startup: Pool(2) + map(10 items) + close + join", "ms", False),
+    "startup": ("startup: Pool(2) + map(10 items) + close + join, first pool of a process", "ms", False),
+    "startup_warm": ("the same, a later pool of the process", "ms", False),
     "map": ("map {map_items:,} items, default chunksize", "ms", False),
     "imap": ("imap chunksize=1, {imap_items:,} items", "items/s", True),
     "apply": ("apply(noop) round trip, warm pool", "µs/call", False),
     "apply_async": ("apply_async(noop) x {async_tasks:,}, then get() all", "tasks/s", True),
     "terminate": ("terminate() + join(), both workers busy", "ms", False),
     "close_join": ("close() + join(), idle warm pool", "ms", False),
+    "replace": ("a worker SIGKILLed mid-task, until a new worker answers", "ms", False),
+    "process": ("Process(target=noop) start() + join()", "ms", False),
+    "map_hog": ("map {map_items:,} items with a CPU hog on every core", "ms", False),
+    "big_arg": ("apply(len, one {big_mib:,} MiB bytes argument)", "s", False),
+    "big_arg_mem": ("the same: peak memory of all the processes", "GiB", False),
 }
 # metrics measured in a fresh child process per repeat (cold start matters)
 PER_PROCESS = {"startup"}
@@ -58,10 +66,10 @@ PER_PROCESS = {"startup"}
 PARAMS = {
     "full": dict(repeats=7, map_items=200_000, imap_items=50_000, apply_calls=10_000,
                  async_tasks=50_000, floor_trips=50_000, terminate_repeats=5,
-                 busy_seconds=10.0, timeout=120.0),
+                 busy_seconds=10.0, timeout=180.0, big_mib=1536),
     "quick": dict(repeats=3, map_items=200_000, imap_items=10_000, apply_calls=2_000,
                   async_tasks=10_000, floor_trips=20_000, terminate_repeats=2,
-                  busy_seconds=10.0, timeout=60.0),
+                  busy_seconds=10.0, timeout=90.0, big_mib=256),
 }
 
 # ==========================================================================
@@ -225,9 +233,118 @@ def m_close_join(make, p):
     return out
 
 
+def m_startup_warm(make, p):
+    m_startup(make, dict(p, repeats=1))  # the first pool of this process
+    return m_startup(make, p)
+
+
+def m_replace(make, p):
+    import bench_tasks as T
+    pool = warm_pool(make, 1)
+    try:
+        out = []
+        for _ in range(p["repeats"]):
+            with tempfile.TemporaryDirectory(prefix="gopool-bench-") as d:
+                pool.apply_async(T.busy_sleep, (d, 60))
+                _wait_files(d, 1)
+                [name] = os.listdir(d)
+                pid = int(name.split("-")[1])
+                t0 = C.now()
+                os.kill(pid, signal.SIGKILL)
+                pool.apply(T.noop)
+                out.append((C.now() - t0) * 1e3)
+        return out
+    finally:
+        shutdown(pool)
+
+
+def _wait_files(d, n, timeout=30):
+    deadline = time.monotonic() + timeout
+    while len(os.listdir(d)) < n:
+        if time.monotonic() > deadline:
+            raise RuntimeError("tasks did not start within %d s" % timeout)
+        time.sleep(0.002)
+
+
+def m_process(make, p, per_sample=10):
+    import bench_tasks as T
+    process = _process_class(make)
+    p0 = process(target=T.noop)  # the first one may start helpers (a zygote, a fork server)
+    p0.start()
+    p0.join()
+    out = []
+    for _ in range(p["repeats"]):
+        t0 = C.now()
+        for _i in range(per_sample):
+            child = process(target=T.noop)
+            child.start()
+            child.join()
+            assert child.exitcode == 0
+        out.append((C.now() - t0) / per_sample * 1e3)
+    return out
+
+
+def _process_class(make):
+    if getattr(make, "__module__", "").startswith("gopool"):
+        import gopool
+        return gopool.Process
+    return make.__self__.Process  # a stdlib context's bound Pool method
+
+
+def m_map_hog(make, p):
+    hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(os.cpu_count() or 1)]
+    try:
+        return m_map(make, p)
+    finally:
+        for h in hogs:
+            h.kill()
+            h.wait()
+
+
+def _big_apply(make, p):
+    """One apply of len() over a big bytes argument; returns seconds."""
+    pool = warm_pool(make, 1)
+    try:
+        data = b"x" * (p["big_mib"] << 20)
+        t0 = C.now()
+        n = pool.apply(len, (data,))
+        elapsed = C.now() - t0
+        assert n == len(data)
+        return elapsed
+    finally:
+        shutdown(pool)
+
+
+def m_big_arg(make, p):
+    return [_big_apply(make, p)]
+
+
+def m_big_arg_mem(make, p):
+    """Peak of the summed resident memory of this process and all its
+    descendants while the big apply runs, sampled every 10 ms."""
+    peak = [0]
+    done = threading.Event()
+
+    def sample():
+        while not done.is_set():
+            peak[0] = max(peak[0], C.tree_rss(os.getpid()))
+            done.wait(0.01)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        _big_apply(make, p)
+    finally:
+        done.set()
+        sampler.join()
+    return [peak[0] / (1 << 30)]
+
+
 METRIC_FUNCS = {
-    "startup": m_startup, "map": m_map, "imap": m_imap, "apply": m_apply,
+    "startup": m_startup, "startup_warm": m_startup_warm, "map": m_map, "imap": m_imap, "apply": m_apply,
     "apply_async": m_apply_async, "terminate": m_terminate, "close_join": m_close_join,
+    "replace": m_replace, "process": m_process, "map_hog": m_map_hog, "big_arg": m_big_arg,
+    "big_arg_mem": m_big_arg_mem,
 }
 
 _PONG = (

@@ -159,22 +159,22 @@ def test_cancel_never_runs_what_it_reports_cancelled(pool1, tmp_path):
 
 
 @pytest.mark.timeout(30)
-def test_cancel_spares_the_task_running_ahead_of_it(pool1, tmp_path):
-    # A short task sent ahead to a busy worker (pipelining) is cancelled: the
-    # task that worker is running belongs to another result and must not be
-    # hurt. The documented weak spot: the cancelled task, already written to
-    # that worker, may still run; its result is dropped and get() raises
-    # CancelledError.
+def test_cancel_of_a_task_sent_ahead_is_exact_and_spares_the_running_task(pool1, tmp_path):
+    # A short task sent ahead to a busy worker (pipelining) is cancelled: it
+    # must never run (the worker skips it: the core revokes it in the
+    # worker's channel), and the task the worker is running belongs to
+    # another result and must not be hurt.
     _warm_up(pool1)
     started, go = str(tmp_path / "started"), str(tmp_path / "go")
     head = pool1.apply_async(tasks.wait_for_go, (started, go, "head"))
     pid = int(wait_for_path(started))
-    behind = pool1.apply_async(tasks.square, (7,))
+    behind = pool1.apply_async(pt.create_file, (str(tmp_path / "ran"), 7))
     assert behind.cancel() is True
     _assert_cancelled(behind)
     open(go, "w").close()
     assert head.get(timeout=20) == ("head", pid)
     assert pool1.apply(tasks.getpid) == pid  # the worker was not killed
+    assert not (tmp_path / "ran").exists(), "the task ran although cancel() returned True"
 
 
 @pytest.mark.timeout(30)

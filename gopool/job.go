@@ -75,6 +75,7 @@ type job struct {
 	id        int64
 	notify    bool          // results are collected by CollectNotified
 	timeout   time.Duration // per-task time limit; 0 for none
+	soft      time.Duration // per-task soft time limit; 0 for none
 	sealed    bool
 	submitted int64
 	finished  int64
@@ -98,6 +99,10 @@ type JobSpec struct {
 	// run: a task still running then finishes with StatusTimedOut and its
 	// worker is killed (and replaced).
 	Timeout time.Duration
+	// SoftTimeout above zero is a softer limit (keep it below Timeout): a
+	// task still running then is told so, with SoftLimitSignal (see
+	// protocol.go), and may end as it sees fit.
+	SoftTimeout time.Duration
 }
 
 // Submit adds tasks to a job, opening it first if spec.ID is 0, and seals
@@ -109,7 +114,7 @@ func (p *Pool) Submit(spec JobSpec, payloads [][]byte, seal bool) (int64, error)
 	var j *job
 	if spec.ID == 0 {
 		p.lastJob++
-		j = &job{id: p.lastJob, notify: spec.Notify, timeout: spec.Timeout}
+		j = &job{id: p.lastJob, notify: spec.Notify, timeout: spec.Timeout, soft: spec.SoftTimeout}
 		p.jobs[j.id] = j
 		p.open++
 	} else {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -24,6 +25,7 @@ import (
 //	kill        SIGKILL itself           pid        answer its pid
 //	retire:X    answer X, then retire    big:N      answer N bytes
 //	mark:PATH   create PATH, answer ok   say-exit:X answer X, then exit 0
+//	softsleep:MS sleep, or until told of the soft time limit: answer "soft"
 //
 // An init payload of "initfail" makes initialisation fail.
 func TestMain(m *testing.M) {
@@ -68,6 +70,8 @@ func testWorker() int {
 		return 4
 	}
 	ch.SetPhase(PhaseReady)
+	soft := make(chan os.Signal, 1)
+	signal.Notify(soft, SoftLimitSignal)
 	for {
 		h, payload, err := in.Read(time.Minute, bell.WorkerSpin())
 		if err != nil {
@@ -99,6 +103,15 @@ func testWorker() int {
 		case "big":
 			n, _ := strconv.Atoi(arg)
 			answer = bytes.Repeat([]byte{'b'}, n)
+		case "softsleep":
+			ms, _ := strconv.Atoi(arg)
+			select {
+			case <-time.After(time.Duration(ms) * time.Millisecond):
+			case <-soft:
+				if ch.SoftLimit() == h.Tag {
+					answer = []byte("soft")
+				}
+			}
 		case "mark":
 			if err := os.WriteFile(arg, nil, 0o600); err != nil {
 				kind = MsgResultError
@@ -278,6 +291,24 @@ func TestTimeLimitStopsTheTaskAndReplacesTheWorker(t *testing.T) {
 	}
 	if r := collectAll(t, p, submitJob(t, p, JobSpec{Timeout: time.Second}, "echo:fast"))[0]; r.Status != StatusOK {
 		t.Fatalf("a fast task under a limit: %v", r.Status)
+	}
+}
+
+// Past its soft limit a task is told (and may end); past its hard limit
+// it is stopped. A task that ends in time is not told.
+func TestSoftLimitTellsTheRunningTask(t *testing.T) {
+	p := newTestPool(t, 1, 0, "")
+	spec := JobSpec{SoftTimeout: 100 * time.Millisecond, Timeout: 5 * time.Second}
+	got := collectAll(t, p, submitJob(t, p, spec, "softsleep:10000", "softsleep:10"))
+	if r := got[0]; r.Status != StatusOK || string(r.Payload) != "soft" {
+		t.Fatalf("the slow task: %v %q", r.Status, r.Payload)
+	}
+	if r := got[1]; r.Status != StatusOK || string(r.Payload) != "10" {
+		t.Fatalf("the quick task: %v %q", r.Status, r.Payload)
+	}
+	spec = JobSpec{SoftTimeout: 50 * time.Millisecond, Timeout: 200 * time.Millisecond}
+	if r := collectAll(t, p, submitJob(t, p, spec, "sleep:10000"))[0]; r.Status != StatusTimedOut {
+		t.Fatalf("a task that ignores its soft limit: %v", r.Status)
 	}
 }
 

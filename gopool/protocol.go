@@ -1,5 +1,7 @@
 package gopool
 
+import "syscall"
+
 // The protocol between the core and a worker, over the worker's
 // shm.Channel. Tasks go down, results come up; every message has a kind and
 // a tag (see shm.Channel for the message layout).
@@ -36,6 +38,13 @@ const (
 	PhaseInitializing = 1
 	PhaseReady        = 2
 )
+
+// SoftLimitSignal tells a worker that the task it runs has passed its
+// soft time limit; the task's sequence number is in its channel
+// (shm.Channel.SoftLimit), so that a worker that has moved on to another
+// task ignores it. A real-time signal (SIGRTMIN+6 with glibc), which user
+// code is unlikely to use.
+const SoftLimitSignal = syscall.Signal(40)
 
 // The descriptors a worker is started with.
 const (

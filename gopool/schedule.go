@@ -211,18 +211,27 @@ func remove(tasks []*task, t *task) []*task {
 }
 
 // startHeadLocked notes that w's first in-flight task starts now, and arms
-// the time limit of its job, if it has one.
+// the time limits of its job, if it has any.
 func (p *Pool) startHeadLocked(w *worker, now time.Time) {
 	w.since = now
-	if w.limit != nil {
-		w.limit.Stop()
-		w.limit = nil
-	}
+	w.stopTimers()
 	if len(w.inflight) == 0 {
 		return
 	}
 	t := w.inflight[0]
 	if t.job.timeout > 0 {
 		w.limit = time.AfterFunc(t.job.timeout, func() { p.timedOut(w, t) })
+	}
+	if t.job.soft > 0 {
+		w.soft = time.AfterFunc(t.job.soft, func() { p.softTimedOut(w, t) })
+	}
+}
+
+func (w *worker) stopTimers() {
+	for _, timer := range []**time.Timer{&w.limit, &w.soft} {
+		if *timer != nil {
+			(*timer).Stop()
+			*timer = nil
+		}
 	}
 }

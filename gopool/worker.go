@@ -47,6 +47,7 @@ type worker struct {
 	// knows: when it was given to an idle worker or the previous result came.
 	since     time.Time
 	limit     *time.Timer // the time limit of the first in-flight task
+	soft      *time.Timer // and its soft time limit
 	assigned  int         // tasks ever given (for MaxTasksPerWorker)
 	tasksDone int         // results received
 }
@@ -207,9 +208,7 @@ func (p *Pool) watch(w *worker) {
 func (p *Pool) workerDied(w *worker) {
 	p.mu.Lock()
 	p.drainWorkerLocked(w)
-	if w.limit != nil {
-		w.limit.Stop()
-	}
+	w.stopTimers()
 	lost := Result{Status: StatusWorkerLost, Pid: w.proc.pid, Exit: w.proc.exit}
 	if w.ch.Phase() == PhaseInitializing && w.state != workerStopping && p.state != Terminated {
 		// It died in its initialisation (an initializer that exits):
@@ -242,6 +241,18 @@ func (p *Pool) workerDied(w *worker) {
 	if replace {
 		p.replace()
 	}
+}
+
+// softTimedOut tells w that t passed its soft time limit, if t is still
+// the task it runs.
+func (p *Pool) softTimedOut(w *worker, t *task) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if w.state == workerDead || len(w.inflight) == 0 || w.inflight[0] != t || t.done || w.ch.Running() != t.seq {
+		return
+	}
+	w.ch.SetSoftLimit(t.seq)
+	w.proc.signal(SoftLimitSignal)
 }
 
 // timedOut stops t if it is still w's current task: t fails with

@@ -38,9 +38,9 @@ func PoolNew(workers, maxTasksPerWorker int, argv, zygote []byte, entry string, 
 }
 
 // PoolSubmit adds the task records in the first n bytes of a buffer to a
-// job (0: a new one, with a time limit of timeoutMs per task, 0 for none)
-// and returns the job's id. flags: SubmitSeal, SubmitNotify.
-func PoolSubmit(pool, job int64, flags, timeoutMs int, buffer, n int64) (int64, error) {
+// job (0: a new one, with time limits of timeoutMs and softMs per task, 0
+// for none) and returns the job's id. flags: SubmitSeal, SubmitNotify.
+func PoolSubmit(pool, job int64, flags, timeoutMs, softMs int, buffer, n int64) (int64, error) {
 	p, err := pools.get(pool)
 	if err != nil {
 		return result(int64(0), err)
@@ -50,7 +50,7 @@ func PoolSubmit(pool, job int64, flags, timeoutMs int, buffer, n int64) (int64, 
 		if err != nil {
 			return 0, err
 		}
-		spec := gopool.JobSpec{ID: job, Notify: flags&SubmitNotify != 0, Timeout: millis(timeoutMs)}
+		spec := gopool.JobSpec{ID: job, Notify: flags&SubmitNotify != 0, Timeout: millis(timeoutMs), SoftTimeout: millis(softMs)}
 		return p.Submit(spec, tasks, flags&SubmitSeal != 0)
 	}))
 }
@@ -58,7 +58,7 @@ func PoolSubmit(pool, job int64, flags, timeoutMs int, buffer, n int64) (int64, 
 // PoolRun submits the task records in a buffer as a new sealed job, then
 // collects it like PoolCollect for up to waitMs, into the same buffer
 // after the job's id (an 8-byte integer): one call for an apply().
-func PoolRun(pool int64, timeoutMs int, buffer, n int64, waitMs int) (int64, error) {
+func PoolRun(pool int64, timeoutMs, softMs int, buffer, n int64, waitMs int) (int64, error) {
 	p, err := pools.get(pool)
 	if err != nil {
 		return result(int64(0), err)
@@ -69,7 +69,8 @@ func PoolRun(pool int64, timeoutMs int, buffer, n int64, waitMs int) (int64, err
 			return 0, err
 		}
 		reply := newReplyWriter(buf[8:])
-		job, results, done, refused, err := p.Run(gopool.JobSpec{Timeout: millis(timeoutMs)}, tasks, reply.take, millis(waitMs))
+		spec := gopool.JobSpec{Timeout: millis(timeoutMs), SoftTimeout: millis(softMs)}
+		job, results, done, refused, err := p.Run(spec, tasks, reply.take, millis(waitMs))
 		if err != nil {
 			return 0, err
 		}

@@ -74,6 +74,8 @@ func wireConsts() []wireConst {
 		{"ChanOffRunning", shm.ChanOffRunning, true},
 		{"ChanOffRevoked", shm.ChanOffRevoked, true},
 		{"ChanOffPhase", shm.ChanOffPhase, true},
+		{"ChanOffSoftLimit", shm.ChanOffSoftLimit, true},
+		{"SoftLimitSignal", int(gopool.SoftLimitSignal), true},
 		{"MessageHeaderSize", shm.MessageHeaderSize, true},
 		{"DoorbellMagic", uint64(shm.DoorbellMagic), true},
 		{"DoorbellSize", shm.DoorbellSize, true},

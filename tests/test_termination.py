@@ -524,3 +524,72 @@ def test_threadpool_introspection(make_pool):
     r.get(timeout=10)
     assert [q.get(timeout=10) for q in queued] == [0, 1]
     assert p.queued() == 0
+
+
+# --------------------------------------------------------------------------
+# Soft time limits: the task is told first, then stopped
+
+
+def _sleep_or_clean_up(seconds):
+    try:
+        time.sleep(seconds)
+        return "finished"
+    except gopool.SoftTimeLimitExceeded:
+        return "cleaned up"
+
+
+def _ignore_soft_limit(seconds):
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        try:
+            time.sleep(end - time.monotonic())
+        except gopool.SoftTimeLimitExceeded:
+            pass
+    return "never"
+
+
+@pytest.mark.timeout(30)
+def test_soft_limit_raises_inside_the_task(make_pool):
+    p = make_pool(1, soft_timeout=0.3)
+    start = time.monotonic()
+    assert p.apply(_sleep_or_clean_up, (20,)) == "cleaned up"
+    assert time.monotonic() - start < 5
+    assert p.apply(_sleep_or_clean_up, (0.01,)) == "finished"
+
+
+@pytest.mark.timeout(30)
+def test_soft_limit_not_caught_fails_the_task_with_it(make_pool):
+    p = make_pool(1)
+    r = p.apply_async(time.sleep, (20,), soft_timeout=0.2, timeout=10)
+    with pytest.raises(gopool.SoftTimeLimitExceeded):
+        r.get(timeout=20)
+    assert p.apply(tasks.square, (3,)) == 9  # the same worker goes on
+
+
+@pytest.mark.timeout(30)
+def test_soft_limit_ignored_then_the_hard_limit_stops_the_task(make_pool):
+    p = make_pool(1)
+    start = time.monotonic()
+    r = p.apply_async(_ignore_soft_limit, (20,), soft_timeout=0.2)  # hard: soft + SOFT_LIMIT_GRACE
+    with pytest.raises(gopool.TimeoutError):
+        r.get(timeout=20)
+    assert 0.2 + gopool.pool.SOFT_LIMIT_GRACE <= time.monotonic() - start < 10
+
+
+@pytest.mark.timeout(30)
+def test_pool_soft_limit_applies_to_map_chunks(make_pool):
+    p = make_pool(2, soft_timeout=0.3)
+    assert p.map(_sleep_or_clean_up, [0.01, 20, 0.01, 20], chunksize=1) == [
+        "finished", "cleaned up", "finished", "cleaned up"]
+
+
+def test_soft_limit_arguments_are_checked(make_pool):
+    with pytest.raises(ValueError):
+        make_pool(1, soft_timeout=2, task_timeout=1)
+    with pytest.raises(ValueError):
+        make_pool(1, soft_timeout=-1)
+    p = make_pool(1)
+    with pytest.raises(ValueError):
+        p.apply_async(tasks.square, (1,), soft_timeout=5, timeout=5)
+    with pytest.raises(ValueError):
+        make_pool(1, cls=gopool.ThreadPool).apply_async(tasks.square, (1,), soft_timeout=1)

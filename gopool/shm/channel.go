@@ -68,6 +68,7 @@ type Channel struct {
 	running  *uint64
 	revoked  *uint64
 	phase    *uint32
+	soft     *uint64
 }
 
 // Stream is one direction of a Channel.
@@ -102,6 +103,7 @@ const (
 	ChanOffRunning           = 328
 	ChanOffRevoked           = 384
 	ChanOffPhase             = 392
+	ChanOffSoftLimit         = 400
 	MessageHeaderSize        = 24
 	DefaultChannelRingSize   = 1 << 20
 	minChannelRingSize       = 4096
@@ -189,6 +191,7 @@ func mapChannel(file *os.File, size uint32) (*Channel, error) {
 	}
 	c.started, c.running, c.revoked = u64(ChanOffStarted), u64(ChanOffRunning), u64(ChanOffRevoked)
 	c.phase = u32(ChanOffPhase)
+	c.soft = u64(ChanOffSoftLimit)
 	return c, nil
 }
 
@@ -247,6 +250,12 @@ func (c *Channel) Phase() uint32 { return atomic.LoadUint32(c.phase) }
 // SetPhase records the peer's phase, for the owner to read (its meaning
 // is the owner's protocol).
 func (c *Channel) SetPhase(phase uint32) { atomic.StoreUint32(c.phase, phase) }
+
+// SetSoftLimit records that task seq has passed its soft time limit.
+func (c *Channel) SetSoftLimit(seq uint64) { atomic.StoreUint64(c.soft, seq) }
+
+// SoftLimit returns the last task that passed its soft time limit.
+func (c *Channel) SoftLimit() uint64 { return atomic.LoadUint64(c.soft) }
 
 // End is the peer's note that it no longer runs a task.
 func (c *Channel) End() { atomic.StoreUint64(c.running, 0) }

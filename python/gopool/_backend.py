@@ -21,7 +21,7 @@ a flag: everything it lent the previous time.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable, Iterator, List, Optional, Protocol, Sequence, Tuple
+from typing import Any, Callable, Iterable, Iterator, List, NamedTuple, Optional, Protocol, Sequence, Tuple
 
 # (task index, succeeded, value or exception)
 Entry = Tuple[int, bool, Any]
@@ -31,6 +31,18 @@ JobEntries = Tuple[int, List[Entry], bool]
 
 # (pid or thread ident, tasks done, job of the running task or 0, its index)
 WorkerRow = Tuple[int, int, int, int]
+
+
+class TimeLimits(NamedTuple):
+    """How long each task of a job may run (seconds, None for no limit):
+    past ``soft`` the task is told (SoftTimeLimitExceeded is raised in it);
+    past ``hard`` it is stopped."""
+
+    hard: Optional[float] = None
+    soft: Optional[float] = None
+
+
+NO_LIMITS = TimeLimits()
 
 
 class Backend(Protocol):
@@ -44,12 +56,12 @@ class Backend(Protocol):
         """One task per element of arg_list, lazily."""
 
     def submit(self, job: int, tasks: Sequence[Any], *, seal: bool, notify: bool = False,
-               timeout: Optional[float] = None) -> int:
+               limits: TimeLimits = NO_LIMITS) -> int:
         """Add tasks to a job (0: a new one, whose results go to
-        collect_notified if notify, and whose tasks may each run ``timeout``
-        seconds at most); seal it if ``seal``. Returns the job."""
+        collect_notified if notify, and whose tasks run within ``limits``);
+        seal it if ``seal``. Returns the job."""
 
-    def run(self, task: Any, timeout: Optional[float]) -> Tuple[int, List[Entry], bool]:
+    def run(self, task: Any, limits: TimeLimits = NO_LIMITS) -> Tuple[int, List[Entry], bool]:
         """Submit one task as a sealed job and collect it for one slice:
         ``apply()``'s fast path. Returns (job, entries, done)."""
 

@@ -419,6 +419,22 @@ static PyObject *Channel_set_phase(Channel *self, PyObject *arg) {
     Py_RETURN_NONE;
 }
 
+static PyObject *Channel_word64(Channel *self, size_t offset) {
+    if (self->mem == NULL) {
+        PyErr_SetString(PyExc_ValueError, "channel is closed");
+        return NULL;
+    }
+    return PyLong_FromUnsignedLongLong(load64(self->mem + offset));
+}
+
+static PyObject *Channel_running(Channel *self, PyObject *unused) {
+    return Channel_word64(self, GOPOOL_CHAN_OFF_RUNNING);
+}
+
+static PyObject *Channel_soft_limit(Channel *self, PyObject *unused) {
+    return Channel_word64(self, GOPOOL_CHAN_OFF_SOFT_LIMIT);
+}
+
 static PyObject *Channel_close(Channel *self, PyObject *unused) {
     if (self->in_call) {
         PyErr_SetString(PyExc_RuntimeError, "channel is in use by another call");
@@ -441,6 +457,10 @@ static PyMethodDef Channel_methods[] = {
      "send(kind, tag, data)\n\nSend a message up (init failure, retiring)."},
     {"set_phase", (PyCFunction)Channel_set_phase, METH_O,
      "set_phase(phase)\n\nRecord the worker's phase (PHASE_* in _wire) for the core."},
+    {"running", (PyCFunction)Channel_running, METH_NOARGS,
+     "running() -> int\n\nThe sequence number of the task being run, 0 between tasks."},
+    {"soft_limit", (PyCFunction)Channel_soft_limit, METH_NOARGS,
+     "soft_limit() -> int\n\nThe last task the core said passed its soft time limit."},
     {"close", (PyCFunction)Channel_close, METH_NOARGS, "close()\n\nUnmap the channel."},
     {NULL}};
 

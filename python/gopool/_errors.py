@@ -48,6 +48,12 @@ class WorkerLostError(ProcessError):
         )
 
 
+class SoftTimeLimitExceeded(Exception):
+    """Raised inside a task that ran past its soft time limit
+    (``soft_timeout``), so that it can clean up; if it goes on past its hard
+    limit, it is stopped (its worker is killed and replaced)."""
+
+
 class CancelledError(concurrent.futures.CancelledError):
     """The task was cancelled (``AsyncResult.cancel()``) before it finished."""
 

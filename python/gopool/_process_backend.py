@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterable, Iterator, List, Optional, Sequence, 
 from gopool import _binding as core
 from gopool import _serialize as ser
 from gopool import _spawning, _wire
-from gopool._backend import Entry, JobEntries, WorkerRow
+from gopool._backend import NO_LIMITS, Entry, JobEntries, TimeLimits, WorkerRow
 from gopool._errors import (
     BrokenPoolError,
     CancelledError,
@@ -122,20 +122,22 @@ class ProcessBackend:
         return ((func_bytes, ser.dumps((args, None, mode))) for args in arg_list)
 
     def submit(self, job: int, tasks: Sequence[Task], *, seal: bool, notify: bool = False,
-               timeout: Optional[float] = None) -> int:
+               limits: TimeLimits = NO_LIMITS) -> int:
         core.check_not_forked()
         flags = (_wire.SUBMIT_SEAL if seal else 0) | (_wire.SUBMIT_NOTIFY if notify else 0)
         buf = _write_records(tasks)
         try:
-            return core.call(core.lib.PoolSubmit, self._id, job, flags, _millis(timeout), buf.id, buf.used)
+            return core.call(core.lib.PoolSubmit, self._id, job, flags, _millis(limits.hard), _millis(limits.soft),
+                             buf.id, buf.used)
         finally:
             buf.busy = False
 
-    def run(self, task: Task, timeout: Optional[float]) -> Tuple[int, List[Entry], bool]:
+    def run(self, task: Task, limits: TimeLimits = NO_LIMITS) -> Tuple[int, List[Entry], bool]:
         core.check_not_forked()
         buf = _write_records((task,))
         try:
-            n = core.call(core.lib.PoolRun, self._id, _millis(timeout), buf.id, buf.used, core.SLICE_MS)
+            n = core.call(core.lib.PoolRun, self._id, _millis(limits.hard), _millis(limits.soft), buf.id, buf.used,
+                          core.SLICE_MS)
             (job,) = _JOB_ID.unpack_from(buf.view)
             if n < 0:  # the result needs a larger buffer: collect it
                 buf.busy = False

@@ -20,7 +20,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 from multiprocessing.dummy import DummyProcess
 
 from gopool import _serialize as ser
-from gopool._backend import Entry, JobEntries, WorkerRow
+from gopool._backend import NO_LIMITS, Entry, JobEntries, TimeLimits, WorkerRow
 from gopool._binding import SLICE_MS
 from gopool._errors import CancelledError, PoolTerminatedError, WorkerLostError
 
@@ -176,8 +176,8 @@ class ThreadBackend:
         return ((func, args, None, mode) for args in arg_list)
 
     def submit(self, job_id: int, tasks: Sequence[tuple], *, seal: bool, notify: bool = False,
-               timeout: Optional[float] = None) -> int:
-        if timeout is not None:
+               limits: TimeLimits = NO_LIMITS) -> int:
+        if limits != NO_LIMITS:
             raise ValueError(
                 "ThreadPool does not support per-task time limits: a thread cannot be "
                 "stopped reliably; use Pool"
@@ -210,8 +210,8 @@ class ThreadBackend:
             self._open -= 1
             self._progressed_locked(job_id, job)
 
-    def run(self, task: tuple, timeout: Optional[float]) -> Tuple[int, List[Entry], bool]:
-        job_id = self.submit(0, (task,), seal=True, timeout=timeout)
+    def run(self, task: tuple, limits: TimeLimits = NO_LIMITS) -> Tuple[int, List[Entry], bool]:
+        job_id = self.submit(0, (task,), seal=True, limits=limits)
         entries, done = self.collect(job_id, 0, SLICE_MS)
         return job_id, entries, done
 

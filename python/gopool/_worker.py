@@ -21,6 +21,22 @@ _FUNC_CACHE_SIZE = 64
 
 _memory_limit = None  # bytes of address space a worker may use, or None
 
+# A task's soft time limit arrives as a signal (see gopool/protocol.go,
+# SoftLimitSignal): it raises SoftTimeLimitExceeded in the task if the task
+# the core meant is still the one running, and only while the task's own
+# code runs (_in_task), never in the worker's loop.
+_in_task = False
+_channel = None
+
+
+def _on_soft_limit(signum, frame) -> None:
+    if _in_task and _channel is not None:
+        seq = _channel.running()
+        if seq and seq == _channel.soft_limit():
+            from gopool._errors import SoftTimeLimitExceeded
+
+            raise SoftTimeLimitExceeded("the task passed its soft time limit")
+
 
 class _OverMemoryLimit(Exception):
     """A task ran out of the worker's memory limit: the worker reports it and
@@ -47,15 +63,21 @@ class _FunctionCache:
 
 def run_task(payload, functions: _FunctionCache):
     """Run one task; return (message kind, encoded result)."""
+    global _in_task
     try:
         func_part, rest = ser.unpack(payload)
         func = functions.load(func_part)
-        value = ser.call_task(func, *ser.loads(rest))
+        args = ser.loads(rest)
+        _in_task = True
+        value = ser.call_task(func, *args)
+        _in_task = False
     except MemoryError as exc:
+        _in_task = False
         if _memory_limit is None:
             return _wire.MSG_RESULT_ERROR, ser.dumps_exception(exc)
         raise _OverMemoryLimit(exc) from None
     except Exception as exc:
+        _in_task = False
         return _wire.MSG_RESULT_ERROR, ser.dumps_exception(exc)
     try:
         return _wire.MSG_RESULT_OK, ser.dumps(value)
@@ -94,8 +116,10 @@ def _initialise(payload) -> None:
 def main() -> None:
     from gopool._channel import Channel
 
+    global _channel
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    channel = Channel(_wire.CHANNEL_FD, _wire.DOORBELL_FD)
+    signal.signal(_wire.SOFT_LIMIT_SIGNAL, _on_soft_limit)
+    channel = _channel = Channel(_wire.CHANNEL_FD, _wire.DOORBELL_FD)
     for fd in (_wire.CHANNEL_FD, _wire.DOORBELL_FD):
         os.close(fd)  # mapped now; a task's subprocesses must not hold them
     init = channel.read_init()

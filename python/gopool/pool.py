@@ -30,8 +30,10 @@ from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequ
 
 from gopool import _binding as core
 from gopool import _serialize as ser
+from gopool._backend import TimeLimits
 from gopool._errors import (
     CancelledError,
+    SoftTimeLimitExceeded,
     MaybeEncodingError,
     PoolTerminatedError,
     RemoteTraceback,
@@ -50,6 +52,7 @@ __all__ = [
     "MaybeEncodingError",
     "RemoteTraceback",
     "CancelledError",
+    "SoftTimeLimitExceeded",
     "TimeoutError",
     "WorkerInfo",
     "INIT",
@@ -67,6 +70,22 @@ TERMINATE = "TERMINATE"
 def _check_time_limit(value: Optional[float], name: str) -> None:
     if value is not None and (not isinstance(value, (int, float)) or value <= 0):
         raise ValueError(f"{name} must be a positive number of seconds or None")
+
+
+# With a soft time limit and no hard one, a task is stopped this long after
+# its soft limit.
+SOFT_LIMIT_GRACE = 1.0
+
+
+def _time_limits(hard: Optional[float], soft: Optional[float], hard_name: str, soft_name: str) -> TimeLimits:
+    _check_time_limit(hard, hard_name)
+    _check_time_limit(soft, soft_name)
+    if soft is not None:
+        if hard is None:
+            hard = soft + SOFT_LIMIT_GRACE
+        elif soft >= hard:
+            raise ValueError(f"{soft_name} must be below {hard_name}")
+    return TimeLimits(hard, soft)
 
 
 def _report_callback_error(exc: BaseException) -> None:
@@ -291,7 +310,7 @@ class IMapIterator:
         self._pool: Optional[Pool] = pool
         self._backend = pool._backend
         self._lock = threading.Lock()
-        self._job = self._backend.submit(0, (), seal=False, timeout=pool._task_timeout)
+        self._job = self._backend.submit(0, (), seal=False, limits=pool._limits)
         self._function = _function_name(func)
         pool._submissions[self._job] = self
         self._pending: Dict[int, tuple] = {}
@@ -581,6 +600,7 @@ class Pool:
         context: Any = None,
         *,
         task_timeout: Optional[float] = None,
+        soft_timeout: Optional[float] = None,
         max_memory_per_child: Optional[int] = None,
     ):
         self._state = INIT
@@ -596,13 +616,12 @@ class Pool:
             raise ValueError("maxtasksperchild must be a positive int or None")
         if initializer is not None and not callable(initializer):
             raise TypeError("initializer must be a callable")
-        _check_time_limit(task_timeout, "task_timeout")
+        self._limits = _time_limits(task_timeout, soft_timeout, "task_timeout", "soft_timeout")
         if max_memory_per_child is not None and (
             not isinstance(max_memory_per_child, int) or max_memory_per_child <= 0
         ):
             raise ValueError("max_memory_per_child must be a positive int (bytes) or None")
         self._processes = processes
-        self._task_timeout = task_timeout
         # What each job was submitted for, while someone holds its result:
         # lets workers() say what a busy worker is running.
         self._submissions: "weakref.WeakValueDictionary[int, Any]" = weakref.WeakValueDictionary()
@@ -637,7 +656,7 @@ class Pool:
         task = self._backend.encode(func, args, kwds, ser.MODE_APPLY)
         result = ApplyResult(self, None, None)
         result._function = _function_name(func)
-        job, entries, done = self._backend.run(task, self._task_timeout)
+        job, entries, done = self._backend.run(task, self._limits)
         result._start(job)
         for index, ok, value in entries:
             result._set(index, ok, value)
@@ -656,21 +675,29 @@ class Pool:
         error_callback: Optional[Callable[[BaseException], object]] = None,
         *,
         timeout: Optional[float] = None,
+        soft_timeout: Optional[float] = None,
     ) -> ApplyResult:
         """Submit ``func(*args, **kwds)``; return its :class:`AsyncResult`.
 
         ``timeout`` (seconds; default: the pool's ``task_timeout``) limits how
         long the task may run: past it the worker is killed and replaced, and
-        ``get()`` raises :class:`TimeoutError`.
+        ``get()`` raises :class:`TimeoutError`. ``soft_timeout`` (default: the
+        pool's) is a softer limit: past it :class:`SoftTimeLimitExceeded` is
+        raised inside the task, which may clean up and return or raise; a
+        task with a soft limit and no hard one is stopped SOFT_LIMIT_GRACE
+        seconds after its soft limit.
         """
         self._check_running()
-        _check_time_limit(timeout, "timeout")
-        if timeout is None:
-            timeout = self._task_timeout
+        if timeout is None and soft_timeout is None:
+            limits = self._limits
+        else:
+            limits = _time_limits(timeout if timeout is not None else self._limits.hard,
+                                  soft_timeout if soft_timeout is not None else self._limits.soft,
+                                  "timeout", "soft_timeout")
         result = ApplyResult(self, callback, error_callback)
         result._function = _function_name(func)
         task = self._backend.encode(func, args, kwds, ser.MODE_APPLY)
-        self._start(result, self._backend.submit(0, (task,), seal=True, notify=result._by_pump, timeout=timeout))
+        self._start(result, self._backend.submit(0, (task,), seal=True, notify=result._by_pump, limits=limits))
         return result
 
     def _start(self, result: ApplyResult, job: int) -> None:
@@ -686,8 +713,7 @@ class Pool:
         while True:
             batch = list(itertools.islice(tasks, batch_size))
             last = len(batch) < batch_size
-            submitted = self._backend.submit(job, batch, seal=last, notify=result._by_pump,
-                                             timeout=self._task_timeout)
+            submitted = self._backend.submit(job, batch, seal=last, notify=result._by_pump, limits=self._limits)
             if job == 0:
                 job = submitted
                 self._start(result, job)

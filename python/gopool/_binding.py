@@ -294,10 +294,13 @@ class Buffer:
 
 
 def _release_buffer(buffer_id: int, mapping: Optional[mmap.mmap], view: Optional[memoryview]) -> None:
-    if view is not None:
-        view.release()
-    if mapping is not None:
-        mapping.close()
+    try:
+        if view is not None:
+            view.release()
+        if mapping is not None:
+            mapping.close()
+    except BufferError:
+        pass  # a slice of it is still referenced (by a traceback, say): unmapped when that goes
     if not _forked_child:
         try:
             lib.BufferRelease(buffer_id)

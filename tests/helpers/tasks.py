@@ -165,3 +165,33 @@ def ignore_sigterm_then_sleep(marker_dir, index, seconds=30.0):
     """Like touch_then_sleep, in a worker that ignores SIGTERM."""
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     return touch_then_sleep(marker_dir, index, seconds)
+
+
+def _load_in_child_only(value, parent_pid):
+    """Rebuild value, except in the process parent_pid: there it fails."""
+    if os.getpid() == parent_pid:
+        raise ValueError(f"this result cannot be unpickled in the parent ({value!r})")
+    return value
+
+
+class NotForTheParent:
+    """A result that pickles in a worker but cannot be unpickled in the
+    parent whose pid it was given."""
+
+    def __init__(self, value, parent_pid):
+        self.value, self.parent_pid = value, parent_pid
+
+    def __reduce__(self):
+        return _load_in_child_only, (self.value, self.parent_pid)
+
+
+def undecodable_on(x, bad, parent_pid):
+    """x, except for x == bad: a result the parent cannot unpickle."""
+    if x == bad:
+        return NotForTheParent(x, parent_pid)
+    return x
+
+
+def sleep_return(x, seconds=0.005):
+    time.sleep(seconds)
+    return x

@@ -195,3 +195,11 @@ def undecodable_on(x, bad, parent_pid):
 def sleep_return(x, seconds=0.005):
     time.sleep(seconds)
     return x
+
+
+def nested(depth):
+    """A list nested depth deep: more than pickle can take."""
+    value = []
+    for _ in range(depth):
+        value = [value]
+    return value

@@ -57,11 +57,16 @@ func PoolSubmit(pool, job int64, flags, timeoutMs, softMs int, buffer, n int64) 
 
 // PoolRun submits the task records in a buffer as a new sealed job, then
 // collects it like PoolCollect for up to waitMs, into the same buffer
-// after the job's id (an 8-byte integer): one call for an apply().
-func PoolRun(pool int64, timeoutMs, softMs int, buffer, n int64, waitMs int) (int64, error) {
+// after the job's id (an 8-byte integer): one call for an apply(). It
+// first acknowledges ackHandled results of job ackJob, if not 0 (see
+// PoolCollect).
+func PoolRun(pool int64, timeoutMs, softMs int, buffer, n int64, waitMs int, ackJob, ackHandled int64) (int64, error) {
 	p, err := pools.get(pool)
 	if err != nil {
 		return result(int64(0), err)
+	}
+	if ackJob != 0 {
+		p.Ack(ackJob, ackHandled)
 	}
 	return result(withBuffer(buffer, func(buf []byte) (int64, error) {
 		tasks, err := splitTasks(buf, n)
@@ -86,8 +91,15 @@ func PoolRun(pool int64, timeoutMs, softMs int, buffer, n int64, waitMs int) (in
 // handled results, then writes the results that fit into a buffer (see
 // wire.go), waiting up to waitMs for one. It returns the bytes written, or
 // -(need+1) when the next result needs a buffer of need bytes. Results
-// stay lent until acknowledged, by a later PoolCollect or by PoolAck.
-func PoolCollect(pool, job, handled, buffer int64, waitMs int) (int64, error) {
+// stay lent until acknowledged, by a later PoolCollect or by PoolAck. It
+// first acknowledges ackHandled results of another job, ackJob, if not 0:
+// the last acknowledgement of a job rides on the next call.
+func PoolCollect(pool, job, handled, buffer int64, waitMs int, ackJob, ackHandled int64) (int64, error) {
+	if ackJob != 0 {
+		if p, err := pools.get(pool); err == nil {
+			p.Ack(ackJob, ackHandled)
+		}
+	}
 	return result(withBuffer(buffer, func(buf []byte) (int64, error) {
 		return collectInto(pool, job, handled, buf, waitMs)
 	}))

@@ -78,6 +78,9 @@ class FunctionEncoder:
 _CACHEABLE = (type(len), type(encode_init))  # builtins and plain functions
 
 
+_MAX_PENDING_ACKS = 8
+
+
 def _millis(seconds: Optional[float]) -> int:
     """A time limit in whole milliseconds (at least 1), 0 for none."""
     if seconds is None:
@@ -111,6 +114,7 @@ class ProcessBackend:
                 True,  # workers in a process group of their own: Ctrl-C is the parent's
             )
         self._released = False
+        self._acks: List[Tuple[int, int]] = []  # (job, handled) not yet sent
 
     # -- tasks ---------------------------------------------------------------
 
@@ -136,8 +140,9 @@ class ProcessBackend:
         core.check_not_forked()
         buf = _write_records((task,))
         try:
+            ack_job, ack_handled = self._pending_ack()
             n = core.call(core.lib.PoolRun, self._id, _millis(limits.hard), _millis(limits.soft), buf.id, buf.used,
-                          core.SLICE_MS)
+                          core.SLICE_MS, ack_job, ack_handled)
             (job,) = _JOB_ID.unpack_from(buf.view)
             if n < 0:  # the result needs a larger buffer: collect it
                 buf.busy = False
@@ -154,7 +159,9 @@ class ProcessBackend:
         while True:
             buf = core.take_buffer(size)
             try:
-                n = core.call(core.lib.PoolCollect, self._id, job, handled, buf.id, min(timeout_ms, core.SLICE_MS))
+                ack_job, ack_handled = self._pending_ack()
+                n = core.call(core.lib.PoolCollect, self._id, job, handled, buf.id, min(timeout_ms, core.SLICE_MS),
+                              ack_job, ack_handled)
                 if n >= 0:
                     return _decode_reply(buf.view, 0)
             finally:
@@ -162,7 +169,23 @@ class ProcessBackend:
             size = core.need_from(n)
 
     def ack(self, job: int, handled: int) -> None:
-        if not core.in_forked_child() and not self._released:
+        """The last acknowledgement of a job rides on the next collect or
+        run (a call less per result); a few are kept at most."""
+        self._acks.append((job, handled))
+        if len(self._acks) > _MAX_PENDING_ACKS:
+            self._flush_acks()
+
+    def _pending_ack(self) -> Tuple[int, int]:
+        try:
+            return self._acks.pop()  # atomic: threads may collect at once
+        except IndexError:
+            return 0, 0
+
+    def _flush_acks(self) -> None:
+        while not core.in_forked_child() and not self._released:
+            job, handled = self._pending_ack()
+            if job == 0:
+                return
             core.call(core.lib.PoolAck, self._id, job, handled)
 
     def collect_notified(self, ack: bool, timeout_ms: int) -> List[JobEntries]:

@@ -136,6 +136,7 @@ func (p *Pool) Submit(spec JobSpec, payloads [][]byte, seal bool) (int64, error)
 	if seal {
 		p.sealLocked(j)
 	}
+	p.drainLocked() // a thread that submits reads results too: workers free up for the new tasks
 	p.dispatchLocked()
 	p.unlockLocked()
 	p.load.sample()

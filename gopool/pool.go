@@ -80,9 +80,10 @@ type Pool struct {
 	// collector goroutine stands aside. pending counts tasks queued or
 	// running (written under mu): the collector works only while there are
 	// any. kick wakes it when it may be needed.
-	waiters atomic.Int32
-	pending atomic.Int64
-	kick    chan struct{}
+	waiters   atomic.Int32
+	pending   atomic.Int64
+	kick      chan struct{}
+	lastDrain atomic.Int64 // when the channels were last read (Unix nanoseconds)
 
 	allExited  chan struct{}
 	exitedOnce sync.Once

@@ -36,6 +36,12 @@ const waiterSpin = 50 * time.Microsecond
 // collectorSlice bounds a collector's sleep, so that it notices the pool's end.
 const collectorSlice = time.Second
 
+// collectorDelay: while another thread has read the channels this recently
+// (a thread submitting tasks reads them too), the collector stays out of
+// its way: a worker holds tasks for at least that long (pipelining), and
+// every wake-up of the collector would contend for the lock.
+const collectorDelay = 500 * time.Microsecond
+
 // wait runs found under the lock, after reading the workers' channels,
 // until found reports true or timeout passes (at once for timeout ≤ 0).
 func (p *Pool) wait(timeout time.Duration, found func() bool) {
@@ -95,6 +101,10 @@ func (p *Pool) collectLoop() {
 			case <-p.allExited:
 				return
 			}
+			continue
+		}
+		if since := time.Since(time.Unix(0, p.lastDrain.Load())); since < collectorDelay {
+			time.Sleep(collectorDelay - since)
 			continue
 		}
 		seen := p.bell.Count()

@@ -97,6 +97,7 @@ func (p *Pool) replace() {
 
 // drainLocked reads the results every worker has published.
 func (p *Pool) drainLocked() {
+	p.lastDrain.Store(time.Now().UnixNano())
 	for w := range p.workers {
 		p.drainWorkerLocked(w)
 	}

@@ -8,6 +8,7 @@ PY     := $(VENV)/bin/python
 PYTEST_FLAGS ?= -q -p no:cacheprovider -ra
 # The suite has more tests than this; fewer means something silently vanished.
 MIN_TESTS ?= 100
+STATICCHECK := v0.8.2
 
 .PHONY: build test test-go test-py demo bench clean
 
@@ -22,6 +23,7 @@ test: build test-go test-py
 test-go:
 	@test -z "$$(gofmt -l gopool pybind)" || { gofmt -l gopool pybind; echo "gofmt: files above need formatting"; exit 1; }
 	go vet ./gopool/... ./pybind
+	go run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK) ./gopool/... ./pybind
 	go test -race -count=1 ./gopool/... ./pybind
 
 test-py: build

@@ -13,7 +13,7 @@
 //	wait.go      waiting for results: the doorbell, the collector, spinning
 //	cancel.go    Cancel
 //	spawn.go     starting processes (fork+exec from one locked thread)
-//	child.go     Child, a process of its own (multiprocessing.Process)
+//	child.go     Child, a process that runs a job of its own
 //
 // Shared-memory objects (a worker's channel, the doorbell, queues, events,
 // robust locks) are in the subpackage shm. ARCHITECTURE.md at the top of

@@ -73,6 +73,7 @@ func coded(err error) error {
 	if err == nil {
 		return nil
 	}
+	//lint:ignore ST1005 "E<code>: " is the form Python parses
 	return fmt.Errorf("E%d: %w", codeOf(err), err)
 }
 

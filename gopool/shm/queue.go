@@ -172,7 +172,7 @@ var (
 	// room left: an unbounded put never waits.
 	ErrRingFull = errors.New("queue: shared memory ring is full")
 	// ErrTaskDone is returned by TaskDone when there is no unfinished item.
-	ErrTaskDone = errors.New("queue: task_done() called too many times")
+	ErrTaskDone = errors.New("queue: no unfinished item to mark done")
 	// ErrQueueClosed is returned after Close.
 	ErrQueueClosed = errors.New("queue: closed")
 	// ErrQueueCorrupt means a record header made no sense. It cannot happen

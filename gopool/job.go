@@ -57,11 +57,16 @@ var ErrUnknownJob = errors.New("unknown job")
 // ErrJobSealed is returned when tasks are added to a sealed job.
 var ErrJobSealed = errors.New("job is sealed")
 
+// A Payload is a task's bytes, possibly in several parts: the worker gets
+// them as one message, the parts one after the other. A large argument
+// can so travel without being copied into one piece first.
+type Payload [][]byte
+
 type task struct {
 	job     *job
 	index   int64
 	seq     uint64 // the worker's sequence number for it, once dispatched
-	payload []byte
+	payload Payload
 	done    bool
 }
 
@@ -109,7 +114,7 @@ type JobSpec struct {
 // it if seal is set; it returns the job's id. Task indices follow the job's
 // earlier tasks. If the pool has failed or was terminated, the tasks finish
 // at once with that outcome. The payloads must not change afterwards.
-func (p *Pool) Submit(spec JobSpec, payloads [][]byte, seal bool) (int64, error) {
+func (p *Pool) Submit(spec JobSpec, payloads []Payload, seal bool) (int64, error) {
 	p.mu.Lock()
 	var j *job
 	if spec.ID == 0 {
@@ -149,7 +154,7 @@ func (p *Pool) Submit(spec JobSpec, payloads [][]byte, seal bool) (int64, error)
 // Run submits tasks as a new sealed job, then collects it like Collect:
 // one call for a task whose result the caller waits for. The collector
 // goroutine is not woken for it.
-func (p *Pool) Run(spec JobSpec, payloads [][]byte, take Taker, timeout time.Duration) (job int64, results []Result, done, refused bool, err error) {
+func (p *Pool) Run(spec JobSpec, payloads []Payload, take Taker, timeout time.Duration) (job int64, results []Result, done, refused bool, err error) {
 	p.waiters.Add(1)
 	defer p.leaveWait()
 	spec.ID = 0

@@ -155,10 +155,10 @@ func newTestPoolWith(t *testing.T, opts Options) *Pool {
 	return p
 }
 
-func payloads(cmds []string) [][]byte {
-	out := make([][]byte, len(cmds))
+func payloads(cmds []string) []Payload {
+	out := make([]Payload, len(cmds))
 	for i, c := range cmds {
-		out[i] = []byte(c)
+		out[i] = Payload{[]byte(c)}
 	}
 	return out
 }
@@ -227,6 +227,18 @@ func TestResultsMatchTheirTasks(t *testing.T) {
 	}
 	if _, _, _, err := p.Collect(999, 0, nil, 0); err != ErrUnknownJob {
 		t.Errorf("collect of an unknown job: %v", err)
+	}
+}
+
+// A task in parts reaches the worker as one payload.
+func TestTaskInPartsArrivesWhole(t *testing.T) {
+	p := newTestPool(t, 1, 0, "")
+	j, err := p.Submit(JobSpec{}, []Payload{{[]byte("ec"), []byte("ho:"), bytes.Repeat([]byte("z"), 200_000)}}, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := collectAll(t, p, j)[0]; r.Status != StatusOK || len(r.Payload) != 200_000 {
+		t.Fatalf("got %v, %d bytes", r.Status, len(r.Payload))
 	}
 }
 

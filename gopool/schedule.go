@@ -136,7 +136,7 @@ func (p *Pool) pumpLocked(w *worker) bool {
 			}
 		case len(w.outbox) > 0:
 			t := w.outbox[0]
-			if !w.out.Start(shm.MessageHeader{Kind: MsgTask, Tag: t.seq}, t.payload) {
+			if !w.out.Start(shm.MessageHeader{Kind: MsgTask, Tag: t.seq}, t.payload...) {
 				return true
 			}
 			w.outbox[0] = nil
@@ -211,7 +211,9 @@ func remove(tasks []*task, t *task) []*task {
 }
 
 // startHeadLocked notes that w's first in-flight task starts now, and arms
-// the time limits of its job, if it has any.
+// the time limits of its job, if it has any: they count from when the
+// worker begins the task (a worker still starting has not), which the
+// core learns by looking at the channel every beginPoll.
 func (p *Pool) startHeadLocked(w *worker, now time.Time) {
 	w.since = now
 	w.stopTimers()
@@ -219,11 +221,31 @@ func (p *Pool) startHeadLocked(w *worker, now time.Time) {
 		return
 	}
 	t := w.inflight[0]
+	if t.job.timeout <= 0 && t.job.soft <= 0 {
+		return
+	}
+	if w.ch.Started() < t.seq {
+		w.limit = time.AfterFunc(beginPoll, func() { p.limitsWhenBegun(w, t) })
+		return
+	}
 	if t.job.timeout > 0 {
 		w.limit = time.AfterFunc(t.job.timeout, func() { p.timedOut(w, t) })
 	}
 	if t.job.soft > 0 {
 		w.soft = time.AfterFunc(t.job.soft, func() { p.softTimedOut(w, t) })
+	}
+}
+
+// beginPoll is how often the core looks whether a worker has begun the
+// task whose time limits wait for that.
+const beginPoll = 5 * time.Millisecond
+
+// limitsWhenBegun arms t's time limits once w has begun it.
+func (p *Pool) limitsWhenBegun(w *worker, t *task) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if w.state != workerDead && len(w.inflight) > 0 && w.inflight[0] == t && !t.done {
+		p.startHeadLocked(w, w.since)
 	}
 }
 

@@ -249,12 +249,15 @@ func (p *Pool) workerDied(w *worker) {
 func (p *Pool) softTimedOut(w *worker, t *task) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if w.state == workerDead || len(w.inflight) == 0 || w.inflight[0] != t || t.done || w.ch.Running() != t.seq {
+	if w.state == workerDead || len(w.inflight) == 0 || w.inflight[0] != t || t.done {
 		return
 	}
-	w.ch.SetSoftLimit(t.seq)
-	w.proc.signal(SoftLimitSignal)
+	if w.ch.Running() == t.seq {
+		w.ch.SetSoftLimit(t.seq)
+		w.proc.signal(SoftLimitSignal)
+	}
 }
+
 
 // timedOut stops t if it is still w's current task: t fails with
 // StatusTimedOut and w is killed; what w held behind t goes back to the

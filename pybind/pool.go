@@ -303,3 +303,43 @@ func PoolQueued(pool int64) (int64, error) {
 	}
 	return int64(p.Queued()), nil
 }
+
+// Large tasks cross as parts rather than through a buffer: each part is a
+// []byte that gopy made from a Python bytes object (one copy, into Go),
+// which the core keeps as it is (see gopool.Payload).
+
+var tasks = newRegistry[*gopool.Payload]()
+
+// TaskNew starts a task to be given in parts, and returns its id.
+func TaskNew() (int64, error) { return tasks.add(&gopool.Payload{}), nil }
+
+// TaskAppend adds a part to a task.
+func TaskAppend(task int64, part []byte) (int64, error) {
+	t, err := tasks.get(task)
+	if err != nil {
+		return result(int64(0), err)
+	}
+	*t = append(*t, part)
+	return int64(len(*t)), nil
+}
+
+// TaskDrop forgets a task that will not be submitted.
+func TaskDrop(task int64) (int64, error) {
+	_, err := tasks.take(task)
+	return result(int64(0), err)
+}
+
+// PoolSubmitTask adds a task given in parts to a job, as PoolSubmit does
+// with records, and forgets the task's id.
+func PoolSubmitTask(pool, job int64, flags, timeoutMs, softMs int, task int64) (int64, error) {
+	p, err := pools.get(pool)
+	if err != nil {
+		return result(int64(0), err)
+	}
+	t, err := tasks.take(task)
+	if err != nil {
+		return result(int64(0), err)
+	}
+	spec := gopool.JobSpec{ID: job, Notify: flags&SubmitNotify != 0, Timeout: millis(timeoutMs), SoftTimeout: millis(softMs)}
+	return result(p.Submit(spec, []gopool.Payload{*t}, flags&SubmitSeal != 0))
+}

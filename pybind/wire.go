@@ -73,7 +73,7 @@ func putResults(dst []byte, results []gopool.Result) int {
 }
 
 // splitTasks copies the task records in buf[:n] out of the buffer.
-func splitTasks(buf []byte, n int64) ([][]byte, error) {
+func splitTasks(buf []byte, n int64) ([]gopool.Payload, error) {
 	if n < 0 || n > int64(len(buf)) {
 		return nil, errBadArgument("records out of the buffer: %d of %d bytes", n, len(buf))
 	}
@@ -81,9 +81,9 @@ func splitTasks(buf []byte, n int64) ([][]byte, error) {
 	if err != nil {
 		return nil, errBadArgument("task records: %v", err)
 	}
-	out := make([][]byte, len(records))
+	out := make([]gopool.Payload, len(records))
 	for i, r := range records {
-		out[i] = append([]byte(nil), r...) // the buffer is the caller's again after the call
+		out[i] = gopool.Payload{append([]byte(nil), r...)} // the buffer is the caller's again after the call
 	}
 	return out, nil
 }

@@ -239,11 +239,11 @@ func TestSplitTasksCopiesOutOfTheBuffer(t *testing.T) {
 	buf = append(buf, "hi"...)
 	buf = binary.LittleEndian.AppendUint64(buf, 0)
 	tasks, err := splitTasks(buf, int64(len(buf)))
-	if err != nil || len(tasks) != 2 || string(tasks[0]) != "hi" || len(tasks[1]) != 0 {
+	if err != nil || len(tasks) != 2 || string(tasks[0][0]) != "hi" || len(tasks[1][0]) != 0 {
 		t.Fatalf("got %q, %v", tasks, err)
 	}
 	buf[8] = 'X'
-	if string(tasks[0]) != "hi" {
+	if string(tasks[0][0]) != "hi" {
 		t.Fatal("the task shares the buffer's memory")
 	}
 	if _, err := splitTasks(buf, int64(len(buf))+1); codeOf(err) != CodeBadArgument {

@@ -530,31 +530,13 @@ def test_threadpool_introspection(make_pool):
 # Soft time limits: the task is told first, then stopped
 
 
-def _sleep_or_clean_up(seconds):
-    try:
-        time.sleep(seconds)
-        return "finished"
-    except gopool.SoftTimeLimitExceeded:
-        return "cleaned up"
-
-
-def _ignore_soft_limit(seconds):
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        try:
-            time.sleep(end - time.monotonic())
-        except gopool.SoftTimeLimitExceeded:
-            pass
-    return "never"
-
-
 @pytest.mark.timeout(30)
 def test_soft_limit_raises_inside_the_task(make_pool):
     p = make_pool(1, soft_timeout=0.3)
     start = time.monotonic()
-    assert p.apply(_sleep_or_clean_up, (20,)) == "cleaned up"
+    assert p.apply(tasks.sleep_or_clean_up, (20,)) == "cleaned up"
     assert time.monotonic() - start < 5
-    assert p.apply(_sleep_or_clean_up, (0.01,)) == "finished"
+    assert p.apply(tasks.sleep_or_clean_up, (0.01,)) == "finished"
 
 
 @pytest.mark.timeout(30)
@@ -570,7 +552,7 @@ def test_soft_limit_not_caught_fails_the_task_with_it(make_pool):
 def test_soft_limit_ignored_then_the_hard_limit_stops_the_task(make_pool):
     p = make_pool(1)
     start = time.monotonic()
-    r = p.apply_async(_ignore_soft_limit, (20,), soft_timeout=0.2)  # hard: soft + SOFT_LIMIT_GRACE
+    r = p.apply_async(tasks.ignore_soft_limit, (20,), soft_timeout=0.2)  # hard: soft + SOFT_LIMIT_GRACE
     with pytest.raises(gopool.TimeoutError):
         r.get(timeout=20)
     assert 0.2 + gopool.pool.SOFT_LIMIT_GRACE <= time.monotonic() - start < 10
@@ -579,7 +561,7 @@ def test_soft_limit_ignored_then_the_hard_limit_stops_the_task(make_pool):
 @pytest.mark.timeout(30)
 def test_pool_soft_limit_applies_to_map_chunks(make_pool):
     p = make_pool(2, soft_timeout=0.3)
-    assert p.map(_sleep_or_clean_up, [0.01, 20, 0.01, 20], chunksize=1) == [
+    assert p.map(tasks.sleep_or_clean_up, [0.01, 20, 0.01, 20], chunksize=1) == [
         "finished", "cleaned up", "finished", "cleaned up"]
 
 

@@ -361,8 +361,8 @@ func (h MessageHeader) encode(dst *[MessageHeaderSize]byte) {
 // steps when the stream has not room for all of it. One writer per stream.
 type MessageWriter struct {
 	s       *Stream
-	pending []byte // the rest of the current message's payload
-	busy    bool   // a message is under way
+	pending [][]byte // the rest of the current message's payload
+	busy    bool     // a message is under way
 }
 
 // NewMessageWriter returns a writer of messages to s.
@@ -371,10 +371,11 @@ func NewMessageWriter(s *Stream) *MessageWriter { return &MessageWriter{s: s} }
 // Busy reports whether a message is only partly written.
 func (w *MessageWriter) Busy() bool { return w.busy }
 
-// Start begins a message and writes as much of it as fits at once. It
-// reports false, writing nothing, if not even the header fits. Call
-// Continue until Busy reports false.
-func (w *MessageWriter) Start(h MessageHeader, payload []byte) bool {
+// Start begins a message whose payload is the parts given, one after the
+// other, and writes as much of it as fits at once. It reports false,
+// writing nothing, if not even the header fits. Call Continue until Busy
+// reports false. The parts must not change until then.
+func (w *MessageWriter) Start(h MessageHeader, parts ...[]byte) bool {
 	if w.busy {
 		panic("shm: MessageWriter.Start while a message is under way")
 	}
@@ -384,30 +385,42 @@ func (w *MessageWriter) Start(h MessageHeader, payload []byte) bool {
 	if free < MessageHeaderSize {
 		return false
 	}
-	h.Length = uint64(len(payload))
+	parts = append([][]byte(nil), parts...) // consumed below: the caller's stay whole
+	h.Length = 0
+	for _, p := range parts {
+		h.Length += uint64(len(p))
+	}
 	var hdr [MessageHeaderSize]byte
 	h.encode(&hdr)
 	s.copyIn(tail, hdr[:])
-	n := min(uint32(len(payload)), free-MessageHeaderSize)
-	s.copyIn(tail+MessageHeaderSize, payload[:n])
-	s.publish(tail + MessageHeaderSize + n)
-	w.pending = payload[n:]
-	w.busy = len(w.pending) > 0
-	if !w.busy {
-		w.pending = nil
+	pos := tail + MessageHeaderSize
+	free -= MessageHeaderSize
+	for len(parts) > 0 && free > 0 {
+		n := min(uint32(len(parts[0])), free)
+		s.copyIn(pos, parts[0][:n])
+		pos, free = pos+n, free-n
+		if parts[0] = parts[0][n:]; len(parts[0]) == 0 {
+			parts = parts[1:]
+		}
 	}
+	s.publish(pos)
+	w.pending, w.busy = parts, len(parts) > 0
 	return true
 }
 
 // Continue writes more of the message under way, as much as fits.
 func (w *MessageWriter) Continue() {
-	if !w.busy {
-		return
-	}
-	n := w.s.Write(w.pending)
-	w.pending = w.pending[n:]
-	if len(w.pending) == 0 {
-		w.pending, w.busy = nil, false
+	for w.busy {
+		n := w.s.Write(w.pending[0])
+		if w.pending[0] = w.pending[0][n:]; len(w.pending[0]) == 0 {
+			w.pending = w.pending[1:]
+		}
+		if len(w.pending) == 0 {
+			w.pending, w.busy = nil, false
+		}
+		if n == 0 || w.s.Free() == 0 {
+			return
+		}
 	}
 }
 
@@ -417,7 +430,11 @@ func (w *MessageWriter) Needed() uint32 {
 	if !w.busy {
 		return MessageHeaderSize
 	}
-	return min(uint32(len(w.pending)), uint32(len(w.s.ring))/2)
+	left := 0
+	for _, p := range w.pending {
+		left += len(p)
+	}
+	return uint32(min(left, len(w.s.ring)/2))
 }
 
 // MessageReader reads messages from a stream, assembling each from as

@@ -62,6 +62,34 @@ func TestChannelCarriesMessagesOfAnySize(t *testing.T) {
 	}
 }
 
+// A message given in parts arrives as their concatenation, and the
+// writer leaves the caller's parts as they were (a task may be sent again).
+func TestMessageInPartsArrivesWhole(t *testing.T) {
+	c := newTestChannel(t, 4096)
+	parts := [][]byte{[]byte("head:"), bytes.Repeat([]byte{'x'}, 10_000), {}, []byte(":tail")}
+	want := bytes.Join(parts, nil)
+	w := NewMessageWriter(&c.Down)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for !w.Start(MessageHeader{Kind: 3, Tag: 1}, parts...) {
+			c.Down.WaitSpace(MessageHeaderSize, time.Second, 0)
+		}
+		for w.Busy() {
+			c.Down.WaitSpace(w.Needed(), time.Second, 0)
+			w.Continue()
+		}
+	}()
+	h, got, err := NewMessageReader(&c.Down).Read(5*time.Second, 0)
+	<-done
+	if err != nil || h.Length != uint64(len(want)) || !bytes.Equal(got, want) {
+		t.Fatalf("got %d bytes (%v), want %d", len(got), err, len(want))
+	}
+	if len(parts[1]) != 10_000 || string(parts[0]) != "head:" {
+		t.Fatal("the writer changed the caller's parts")
+	}
+}
+
 func TestChannelReaderRejectsACorruptHeader(t *testing.T) {
 	c := newTestChannel(t, 4096)
 	bad := make([]byte, MessageHeaderSize)

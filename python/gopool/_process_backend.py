@@ -33,8 +33,14 @@ _RECORD = struct.Struct(_wire.RECORD_HEADER_FORMAT)
 _JOB_ID = struct.Struct("<q")  # PoolRun's reply starts with the job
 
 # A task as the process backend encodes it: the pickled function and the
-# pickled (arguments, keywords, mode); the worker gets ser.pack of both.
-Task = Tuple[bytes, bytes]
+# pickled (arguments, keywords, mode) in parts (one, unless the arguments
+# hold large buffers: see ser.dumps_parts); the worker gets ser.pack of the
+# function and of the arguments' pickle.
+Task = Tuple[bytes, List[bytes]]
+
+# A task at least this large crosses as parts (core.go_bytes, one copy
+# each into Go) instead of through the thread's buffer (two copies).
+_BIG_TASK = ser.BIG_PART
 
 
 def encode_init(initializer: Optional[Callable[..., Any]], initargs: Sequence[Any],
@@ -119,25 +125,58 @@ class ProcessBackend:
     # -- tasks ---------------------------------------------------------------
 
     def encode(self, func: Callable[..., Any], args: Any, kwds: Any, mode: int) -> Task:
-        return self._functions.encode(func), ser.dumps((args, kwds, mode))
+        return self._functions.encode(func), _dumps_call(args, kwds, mode)
 
     def iter_encode(self, func: Callable[..., Any], arg_list: Iterable[Any], mode: int) -> Iterator[Task]:
         func_bytes = self._functions.encode(func)
-        return ((func_bytes, ser.dumps((args, None, mode))) for args in arg_list)
+        return ((func_bytes, _dumps_call(args, None, mode)) for args in arg_list)
 
     def submit(self, job: int, tasks: Sequence[Task], *, seal: bool, notify: bool = False,
                limits: TimeLimits = NO_LIMITS) -> int:
         core.check_not_forked()
-        flags = (_wire.SUBMIT_SEAL if seal else 0) | (_wire.SUBMIT_NOTIFY if notify else 0)
+        flags = _wire.SUBMIT_NOTIFY if notify else 0
+        hard, soft = _millis(limits.hard), _millis(limits.soft)
+        small: List[Task] = []
+        for i, task in enumerate(tasks):
+            if _task_size(task) < _BIG_TASK:
+                small.append(task)
+                continue
+            if small:
+                job = self._submit_records(job, small, flags, hard, soft)
+                small = []
+            last = seal and i == len(tasks) - 1
+            job = self._submit_parts(job, task, flags | (_wire.SUBMIT_SEAL if last else 0), hard, soft)
+        if small or not tasks or (seal and _task_size(tasks[-1]) < _BIG_TASK):
+            job = self._submit_records(job, small, flags | (_wire.SUBMIT_SEAL if seal else 0), hard, soft)
+        return job
+
+    def _submit_records(self, job: int, tasks: Sequence[Task], flags: int, hard: int, soft: int) -> int:
         buf = _write_records(tasks)
         try:
-            return core.call(core.lib.PoolSubmit, self._id, job, flags, _millis(limits.hard), _millis(limits.soft),
-                             buf.id, buf.used)
+            return core.call(core.lib.PoolSubmit, self._id, job, flags, hard, soft, buf.id, buf.used)
         finally:
             buf.busy = False
 
+    def _submit_parts(self, job: int, task: Task, flags: int, hard: int, soft: int) -> int:
+        func, parts = task
+        head = _RECORD.pack(len(func)) + func + _RECORD.pack(sum(map(len, parts)))
+        builder = core.call(core.lib.TaskNew)
+        try:
+            for part in [head, *parts]:
+                with core.go_bytes(part) as (handle,):
+                    core.call(core.lib.TaskAppend, builder, handle)
+        except BaseException:
+            core.call(core.lib.TaskDrop, builder)
+            raise
+        return core.call(core.lib.PoolSubmitTask, self._id, job, flags, hard, soft, builder)
+
     def run(self, task: Task, limits: TimeLimits = NO_LIMITS) -> Tuple[int, List[Entry], bool]:
         core.check_not_forked()
+        if _task_size(task) >= _BIG_TASK:
+            job = self.submit(0, (task,), seal=True, limits=limits)
+            del task  # the core has its copy
+            entries, done = self.collect(job, 0, core.SLICE_MS)
+            return job, entries, done
         buf = _write_records((task,))
         try:
             ack_job, ack_handled = self._pending_ack()
@@ -251,16 +290,30 @@ class ProcessBackend:
         return int(core.call(core.lib.PoolQueued, self._id))
 
 
+def _dumps_call(args: Any, kwds: Any, mode: int) -> List[bytes]:
+    """The pickle of a call, in parts if its arguments (or a map chunk's
+    items) hold large buffers."""
+    call = (args, kwds, mode)
+    if ser.holds_big_buffer(args) or (kwds and ser.holds_big_buffer(kwds)):
+        return ser.dumps_parts(call)
+    return [ser.dumps(call)]
+
+
+def _task_size(task: Task) -> int:
+    func, parts = task
+    return len(func) + sum(map(len, parts))
+
+
 def _write_records(tasks: Sequence[Task]) -> "core.Buffer":
     """This thread's buffer, taken, holding tasks as records ([u64 length]
     [payload], the payload being ser.pack(function, arguments)); ``buf.used``
     is their size. Each part is copied once, straight into the buffer."""
     head = _RECORD.size
-    size = sum(3 * head + len(f) + len(a) for f, a in tasks)
+    size = sum(3 * head + _task_size(task) for task in tasks)
     buf = core.take_buffer(size)
     view, pos, pack = buf.view, 0, _RECORD.pack_into
-    for f, a in tasks:
-        nf, na = len(f), len(a)
+    for f, parts in tasks:
+        nf, na = len(f), sum(map(len, parts))
         pack(view, pos, 2 * head + nf + na)
         pack(view, pos + head, nf)
         pos += 2 * head
@@ -268,8 +321,9 @@ def _write_records(tasks: Sequence[Task]) -> "core.Buffer":
         pos += nf
         pack(view, pos, na)
         pos += head
-        view[pos : pos + na] = a
-        pos += na
+        for a in parts:
+            view[pos : pos + len(a)] = a
+            pos += len(a)
     buf.used = size
     return buf
 

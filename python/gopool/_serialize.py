@@ -18,7 +18,7 @@ import itertools
 import pickle
 import struct
 from collections import ChainMap
-from typing import Any, Mapping, Optional
+from typing import Any, List, Mapping, Optional
 
 PROTOCOL = pickle.HIGHEST_PROTOCOL
 LEN = struct.Struct("<Q")  # the length of a record
@@ -73,6 +73,73 @@ def _dumps_with(base: type, base_table: Mapping, obj: Any, reducers: Mapping) ->
     buffer = io.BytesIO()
     entry[1](buffer, PROTOCOL).dump(obj)
     return buffer.getvalue()
+
+
+# Parts of a pickle at least this large are kept apart by dumps_parts.
+BIG_PART = 1 << 20
+
+
+class _PartsWriter:
+    """The file a pickler writes to for dumps_parts: the pickler writes the
+    payload of a large bytes, bytearray or str in one write of its own,
+    which is kept as a part of its own (the bytes object itself, no copy);
+    everything else is gathered into small parts."""
+
+    __slots__ = ("parts", "small")
+
+    def __init__(self) -> None:
+        self.parts: List[bytes] = []
+        self.small = bytearray()
+
+    def write(self, data: Any) -> int:
+        n = data.nbytes if type(data) is memoryview else len(data)
+        if n < BIG_PART:
+            self.small += data
+            return n
+        if self.small:
+            self.parts.append(bytes(self.small))
+            self.small = bytearray()
+        self.parts.append(data if type(data) is bytes else bytes(data))
+        return n
+
+    def finish(self) -> List[bytes]:
+        if self.small:
+            self.parts.append(bytes(self.small))
+        return self.parts
+
+    def names_main(self) -> bool:
+        """Whether the pickle refers to __main__: the large parts are raw
+        data, so only the small ones (the opcodes) can."""
+        return any(b"__main__" in part for part in self.parts if len(part) < BIG_PART)
+
+
+def dumps_parts(obj: Any) -> List[bytes]:
+    """dumps(obj) as a list of parts whose concatenation is the pickle,
+    with the payload of every large bytes-like object a part of its own,
+    not copied. For arguments that hold large buffers."""
+    writer = _PartsWriter()
+    try:
+        pickle.Pickler(writer, PROTOCOL).dump(obj)
+        parts = writer.finish()
+        if not writer.names_main():
+            return parts
+    except Exception:
+        pass
+    import cloudpickle
+
+    writer = _PartsWriter()
+    cloudpickle.CloudPickler(writer, PROTOCOL).dump(obj)
+    return writer.finish()
+
+
+def holds_big_buffer(args: Any) -> bool:
+    """Whether args (a tuple of arguments, or a dict of them) holds a large
+    bytes, bytearray or str at its first level."""
+    values = args.values() if type(args) is dict else args
+    return any(type(v) in _BIG_TYPES and len(v) >= BIG_PART for v in values)
+
+
+_BIG_TYPES = frozenset((bytes, bytearray, str))
 
 
 def _cloud_dumps(obj: Any, reducers: Optional[Mapping] = None) -> bytes:

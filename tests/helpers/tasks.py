@@ -203,3 +203,27 @@ def nested(depth):
     for _ in range(depth):
         value = [value]
     return value
+
+
+def sleep_or_clean_up(seconds):
+    """Sleep; if told of the soft time limit, stop and say so."""
+    from gopool import SoftTimeLimitExceeded
+
+    try:
+        time.sleep(seconds)
+        return "finished"
+    except SoftTimeLimitExceeded:
+        return "cleaned up"
+
+
+def ignore_soft_limit(seconds):
+    """Sleep for seconds whatever the soft time limit says."""
+    from gopool import SoftTimeLimitExceeded
+
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        try:
+            time.sleep(end - time.monotonic())
+        except SoftTimeLimitExceeded:
+            pass
+    return "never"

@@ -258,7 +258,6 @@ func (p *Pool) softTimedOut(w *worker, t *task) {
 	}
 }
 
-
 // timedOut stops t if it is still w's current task: t fails with
 // StatusTimedOut and w is killed; what w held behind t goes back to the
 // queue when its death is seen.

@@ -16,7 +16,7 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 
 build: $(PY)
-	$(PY) -m pip install -q --disable-pip-version-check . pytest pytest-timeout ipython
+	$(PY) -m pip install -q --disable-pip-version-check . pytest pytest-timeout ipython uvloop tqdm
 
 test: build test-go test-py
 

@@ -77,6 +77,10 @@ class Backend(Protocol):
         """Acknowledge what the previous call lent if ``ack``, then lend the
         results of notify jobs, waiting up to timeout_ms for one."""
 
+    def notify(self, job: int, handled: int) -> None:
+        """Acknowledge ``handled`` results, then send the job's results to
+        collect_notified from now on (an awaited result goes there)."""
+
     def cancel(self, job: int) -> int:
         """Cancel a job: tasks not begun never will, running ones are
         stopped. Returns how many tasks were cancelled."""

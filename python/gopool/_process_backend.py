@@ -240,6 +240,10 @@ class ProcessBackend:
                 buf.busy = False
             size, ack = core.need_from(n), False
 
+    def notify(self, job: int, handled: int) -> None:
+        core.check_not_forked()
+        core.call(core.lib.PoolNotify, self._id, job, handled)
+
     def cancel(self, job: int) -> int:
         core.check_not_forked()
         return int(core.call(core.lib.PoolCancel, self._id, job))

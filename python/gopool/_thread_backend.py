@@ -271,6 +271,17 @@ class ThreadBackend:
             self._notified = []
             return out
 
+    def notify(self, job_id: int, handled: int) -> None:
+        with self._cond:
+            job = self._jobs.get(job_id)
+            if job is None:
+                raise KeyError(f"unknown job {job_id}")
+            self._ack_locked(job_id, job, handled)
+            if job_id in self._jobs:  # else every result was handled: it completes where it was
+                job.lent = 0
+                job.notify = True
+                self._progressed_locked(job_id, job)
+
     def cancel(self, job_id: int) -> int:
         """Cancel a job: its queued tasks never run; a running one that
         executes Python code is interrupted (see terminate() for the rule)."""

@@ -18,6 +18,7 @@ work; there they do better, and say so:
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import os
 import threading
@@ -26,7 +27,7 @@ import types
 import warnings
 import weakref
 from collections import deque
-from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence
+from typing import Any, Callable, Dict, Generator, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 from gopool import _binding as core
 from gopool import _serialize as ser
@@ -126,6 +127,57 @@ def _function_name(func: Any) -> str:
 
 
 # --------------------------------------------------------------------------
+# Progress
+
+
+class _Progress:
+    """A progress bar fed with numbers of results: ``progress=True`` makes a
+    ``tqdm.auto`` bar (a widget in Jupyter, text in a terminal); an object
+    with ``update(n)`` (a tqdm bar of the caller's) is used as it is, and
+    closed at the end if it has ``close()``; another callable is called as
+    ``progress(n)``."""
+
+    def __init__(self, spec: Any, total: Optional[int]):
+        self._close: Optional[Callable[[], Any]] = None
+        if spec is True:
+            try:
+                from tqdm.auto import tqdm
+            except ImportError:
+                raise ImportError(
+                    "progress=True draws a tqdm bar: install it with `pip install gopool[progress]` "
+                    "(or `pip install tqdm`)"
+                ) from None
+            bar = tqdm(total=total)
+            self._update, self._close = bar.update, bar.close
+        elif hasattr(spec, "update"):
+            self._update, self._close = spec.update, getattr(spec, "close", None)
+        elif callable(spec):
+            self._update = spec
+        else:
+            raise TypeError("progress must be True, a bar with update(n), or a callable")
+        self._closed = False
+
+    @staticmethod
+    def make(spec: Any, total: Optional[int]) -> Optional["_Progress"]:
+        return None if spec is None or spec is False else _Progress(spec, total)
+
+    def update(self, n: int) -> None:
+        try:
+            self._update(n)
+        except Exception as exc:
+            _report_callback_error(exc)
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            if self._close is not None:
+                try:
+                    self._close()
+                except Exception as exc:
+                    _report_callback_error(exc)
+
+
+# --------------------------------------------------------------------------
 # Results
 #
 # A result object collects its job's results from the backend (see
@@ -157,8 +209,47 @@ class ApplyResult:
         self._handled = 0  # results handled, for the backend's acknowledgement
         self._success: Optional[bool] = None
         self._value: Any = None
+        self._hooks: List[Callable[[], None]] = []  # run once complete (asyncio waiters)
+        self._progress: Optional[_Progress] = None
 
     __class_getitem__ = classmethod(types.GenericAlias)
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        """``await result``: the value, or the task's exception, without
+        blocking the event loop. Cancelling the awaiting task cancels the
+        call (see cancel())."""
+        return self._await().__await__()
+
+    async def _await(self) -> Any:
+        if not self._done:
+            loop = asyncio.get_running_loop()
+            done = loop.create_future()
+            self._on_complete(lambda: loop.call_soon_threadsafe(_resolve, done))
+            try:
+                await done
+            except asyncio.CancelledError:
+                self.cancel()
+                raise
+        return self.get(0)
+
+    def _on_complete(self, hook: Callable[[], None]) -> None:
+        """Run hook once the result is complete (now if it is), delivered by
+        the pool's callback thread from now on."""
+        with _hooks_lock:
+            if not self._done:
+                self._hooks.append(hook)
+                hook = None
+        if hook is not None:
+            hook()
+            return
+        if not self._by_pump and self._pool is not None:
+            self._by_pump = True
+            self._event = threading.Event()
+            self._pool._pump.watch(self._job, self)
+            try:
+                self._backend.notify(self._job, self._handled)
+            except KeyError:
+                pass  # every result was handled: the thread that did completes it
 
     def _start(self, job: int) -> None:
         self._job = job
@@ -258,10 +349,16 @@ class ApplyResult:
                 callback(self._value)
             except BaseException as exc:
                 _report_callback_error(exc)
-        self._done = True
+        with _hooks_lock:
+            self._done = True
+            hooks, self._hooks = self._hooks, []
         if self._event is not None:
             self._event.set()
+        if self._progress is not None:
+            self._progress.close()
         self._pool = None
+        for hook in hooks:
+            hook()
 
     def __del__(self):
         if self._job is not None and not self._done and not self._by_pump:
@@ -273,17 +370,28 @@ class ApplyResult:
 
 AsyncResult = ApplyResult
 
+# Guards the hooks of every result: taken briefly, rarely contended.
+_hooks_lock = threading.Lock()
+
+
+def _resolve(future: "asyncio.Future[None]") -> None:
+    if not future.done():
+        future.set_result(None)
+
 
 class MapResult(ApplyResult):
     """The result of ``map_async``/``starmap_async``: the chunks' values in
     input order; the first failing chunk (in arrival order) fails the whole."""
 
-    def __init__(self, pool, chunksize: int, length: int, callback, error_callback):
+    def __init__(self, pool, chunksize: int, length: int, callback, error_callback, progress: Any = None):
         super().__init__(pool, callback, error_callback)
         self._success = True
         self._value = [None] * length
         self._chunksize = chunksize
         self._failed_index: Optional[int] = None
+        self._progress = _Progress.make(progress, length)
+        self._counted: set = set()
+        self._number_of_chunks = -(-length // chunksize) if chunksize > 0 else 0
         if chunksize <= 0:  # an empty input: complete now (the callback gets [])
             self._complete()
 
@@ -295,6 +403,9 @@ class MapResult(ApplyResult):
         if ok:
             start = index * self._chunksize
             self._value[start : start + len(value)] = value
+            if self._progress is not None and index not in self._counted:
+                self._counted.add(index)  # a chunk lent again counts once
+                self._progress.update(len(value))
         else:
             self._success, self._value, self._failed_index = False, value, index
 
@@ -306,7 +417,10 @@ class IMapIterator:
     _ordered = True
 
     def __init__(self, pool: "Pool", func: Callable, iterable: Iterable, chunksize: int,
-                 mode: int, buffersize: Optional[int]):
+                 mode: int, buffersize: Optional[int], progress: Any = None):
+        self._length: Optional[int] = len(iterable) if hasattr(iterable, "__len__") else None  # type: ignore[arg-type]
+        self._progress = _Progress.make(progress, self._length)
+        self._chunk: deque = deque()  # the rest of a chunk's results (chunksize > 1)
         self._pool: Optional[Pool] = pool
         self._backend = pool._backend
         self._lock = threading.Lock()
@@ -411,18 +525,80 @@ class IMapIterator:
     def __next__(self) -> Any:
         return self.next()
 
+    def __len__(self) -> int:
+        """The number of results, for a sized input (so that tqdm(pool.imap(f,
+        items)) shows a total); TypeError for an input without a length."""
+        if self._length is None:
+            raise TypeError("the input of this imap has no length")
+        return self._length
+
     def next(self, timeout: Optional[float] = None) -> Any:
         """Return the next result, waiting up to timeout seconds."""
         with self._lock:
-            item = self._take()
-            if item is None:
-                item = self._wait_for_next(timeout)
-            if self._buffersize is not None and self._feeding:
-                self._feed(1)
-        ok, value = item
+            while not self._chunk:
+                item = self._take()
+                if item is None:
+                    item = self._wait_for_next(timeout)
+                if self._buffersize is not None and self._feeding:
+                    self._feed(1)
+                ok, value = item
+                if not ok:
+                    if self._chunksize > 1:
+                        self._stop()  # as the stdlib's: a failing chunk ends the iteration
+                    raise value
+                if self._chunksize == 1:
+                    self._count(1)
+                    return value
+                self._chunk.extend(value)
+            self._count(1)
+            return self._chunk.popleft()
+
+    def _count(self, n: int) -> None:
+        if self._progress is not None:
+            self._progress.update(n)
+
+    def _stop(self) -> None:
+        """End the iteration here."""
+        self._finished = True
+        self._pool = None
+        if self._progress is not None:
+            self._progress.close()
+        if not self._done:
+            try:
+                self._backend.discard(self._job)
+            except Exception:
+                pass
+            self._done = True
+
+    def __aiter__(self) -> "IMapIterator":
+        return self
+
+    async def __anext__(self) -> Any:
+        """``async for r in pool.imap(...)``: the next result, waited for on a
+        thread so that the event loop goes on. Cancelling the iterating task
+        cancels what is left of the imap."""
+        loop = asyncio.get_running_loop()
+        try:
+            ok, value = await loop.run_in_executor(None, self._next_outcome)
+        except asyncio.CancelledError:
+            try:
+                self._backend.cancel(self._job)
+            except Exception:
+                pass
+            raise
         if ok:
             return value
         raise value
+
+    def _next_outcome(self) -> Tuple[bool, Any]:
+        """next(), as (ok, value), with StopAsyncIteration for the end (a
+        StopIteration must not cross a future)."""
+        try:
+            return True, self.next()
+        except StopIteration:
+            return False, StopAsyncIteration()
+        except BaseException as exc:
+            return False, exc
 
     def _wait_for_next(self, timeout: Optional[float]) -> tuple:
         """Collect results until the next one to hand out has arrived."""
@@ -473,6 +649,8 @@ class IMapIterator:
             raise StopIteration
         self._finished = True
         self._pool = None
+        if self._progress is not None:
+            self._progress.close()
         if self._input_error is not None:
             raise self._input_error
         if not self._input_exhausted:
@@ -723,23 +901,29 @@ class Pool:
 
     # -- map -----------------------------------------------------------------
 
-    def map(self, func: Callable[[Any], Any], iterable: Iterable[Any], chunksize: Optional[int] = None) -> List[Any]:
-        """Apply func to every item, in parallel; return the list of results."""
-        return self._map_async(func, iterable, ser.MODE_MAP, chunksize).get()
+    def map(self, func: Callable[[Any], Any], iterable: Iterable[Any], chunksize: Optional[int] = None, *,
+            progress: Any = None) -> List[Any]:
+        """Apply func to every item, in parallel; return the list of results.
+        ``progress=True`` draws a tqdm bar (see :class:`_Progress`)."""
+        return self._map_async(func, iterable, ser.MODE_MAP, chunksize, progress=progress).get()
 
-    def starmap(self, func: Callable[..., Any], iterable: Iterable[Iterable[Any]], chunksize: Optional[int] = None) -> List[Any]:
+    def starmap(self, func: Callable[..., Any], iterable: Iterable[Iterable[Any]], chunksize: Optional[int] = None,
+                *, progress: Any = None) -> List[Any]:
         """Like map, but each item is unpacked as ``func(*item)``."""
-        return self._map_async(func, iterable, ser.MODE_STARMAP, chunksize).get()
+        return self._map_async(func, iterable, ser.MODE_STARMAP, chunksize, progress=progress).get()
 
-    def map_async(self, func, iterable, chunksize=None, callback=None, error_callback=None) -> MapResult:
+    def map_async(self, func, iterable, chunksize=None, callback=None, error_callback=None, *,
+                  progress: Any = None) -> MapResult:
         """Asynchronous map; returns a :class:`MapResult`."""
-        return self._map_async(func, iterable, ser.MODE_MAP, chunksize, callback, error_callback)
+        return self._map_async(func, iterable, ser.MODE_MAP, chunksize, callback, error_callback, progress)
 
-    def starmap_async(self, func, iterable, chunksize=None, callback=None, error_callback=None) -> MapResult:
+    def starmap_async(self, func, iterable, chunksize=None, callback=None, error_callback=None, *,
+                      progress: Any = None) -> MapResult:
         """Asynchronous starmap; returns a :class:`MapResult`."""
-        return self._map_async(func, iterable, ser.MODE_STARMAP, chunksize, callback, error_callback)
+        return self._map_async(func, iterable, ser.MODE_STARMAP, chunksize, callback, error_callback, progress)
 
-    def _map_async(self, func, iterable, mode, chunksize=None, callback=None, error_callback=None) -> MapResult:
+    def _map_async(self, func, iterable, mode, chunksize=None, callback=None, error_callback=None,
+                   progress: Any = None) -> MapResult:
         self._check_running()
         if not hasattr(iterable, "__len__"):
             iterable = list(iterable)
@@ -751,7 +935,7 @@ class Pool:
             raise ValueError("Chunksize must be 1+, not {0!r}".format(chunksize))
         if len(iterable) == 0:
             chunksize = 0
-        result = MapResult(self, chunksize, len(iterable), callback, error_callback)
+        result = MapResult(self, chunksize, len(iterable), callback, error_callback, progress)
         result._function = _function_name(func)
         if chunksize:
             items = iter(iterable)
@@ -762,22 +946,24 @@ class Pool:
     # -- imap ----------------------------------------------------------------
 
     def imap(self, func: Callable[[Any], Any], iterable: Iterable[Any], chunksize: int = 1, *,
-             buffersize: Optional[int] = None) -> Iterator[Any]:
+             buffersize: Optional[int] = None, progress: Any = None) -> "IMapIterator":
         """Lazy map: results in input order.
 
         ``buffersize`` bounds how many tasks are submitted ahead of the
         results consumed (back-pressure): the input is then read lazily, in
         the consuming thread. Without it the input is read eagerly by a
-        background thread, as in the stdlib.
+        background thread, as in the stdlib. The iterator has a ``len()``
+        for a sized input, supports ``async for``, and ``progress=True``
+        draws a tqdm bar.
         """
-        return self._imap(IMapIterator, func, iterable, chunksize, buffersize, "{0:n}")
+        return self._imap(IMapIterator, func, iterable, chunksize, buffersize, "{0:n}", progress)
 
     def imap_unordered(self, func: Callable[[Any], Any], iterable: Iterable[Any], chunksize: int = 1, *,
-                       buffersize: Optional[int] = None) -> Iterator[Any]:
+                       buffersize: Optional[int] = None, progress: Any = None) -> "IMapIterator":
         """Like imap, but results come in the order they finish."""
-        return self._imap(IMapUnorderedIterator, func, iterable, chunksize, buffersize, "{0!r}")
+        return self._imap(IMapUnorderedIterator, func, iterable, chunksize, buffersize, "{0!r}", progress)
 
-    def _imap(self, cls, func, iterable, chunksize, buffersize, chunk_format):
+    def _imap(self, cls, func, iterable, chunksize, buffersize, chunk_format, progress):
         self._check_running()
         if chunksize < 1:
             raise ValueError(("Chunksize must be 1+, not " + chunk_format).format(chunksize))
@@ -786,10 +972,7 @@ class Pool:
                 raise TypeError("buffersize must be an integer or None")
             if buffersize < 1:
                 raise ValueError("buffersize must be None or > 0")
-        it = cls(self, func, iterable, chunksize, ser.MODE_MAP, buffersize)
-        if chunksize == 1:
-            return it
-        return (item for chunk in it for item in chunk)
+        return cls(self, func, iterable, chunksize, ser.MODE_MAP, buffersize, progress)
 
     # -- life cycle ------------------------------------------------------------
 

@@ -227,3 +227,10 @@ def ignore_soft_limit(seconds):
         except SoftTimeLimitExceeded:
             pass
     return "never"
+
+
+def touch_sleep_touch(started, seconds, finished):
+    """Create started, sleep, then create finished."""
+    _touch(started)
+    time.sleep(seconds)
+    _touch(finished)

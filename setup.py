@@ -43,7 +43,6 @@ import tempfile
 
 from setuptools import Extension, find_packages, setup
 from setuptools.command.build_ext import build_ext
-from setuptools.command.sdist import sdist
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
 
@@ -307,19 +306,6 @@ def _sort_blocks(path, text, marker, start):
     return head + marker + "\n" + "\n".join(blocks) + "\n"
 
 
-class sdist_with_go(sdist):
-    """sdist that also ships the Go module, so the sdist builds like the checkout."""
-
-    def make_release_tree(self, base_dir, files):
-        extra = [n for n in ("go.mod", "go.sum") if os.path.exists(os.path.join(ROOT, n))]
-        for top in ("gopool", "pybind"):
-            for dirpath, dirnames, filenames in os.walk(os.path.join(ROOT, top)):
-                dirnames[:] = [d for d in dirnames if not d.startswith((".", "_"))]
-                extra += [os.path.relpath(os.path.join(dirpath, n), ROOT)
-                          for n in filenames if n.endswith(".go")]
-        super().make_release_tree(base_dir, list(files) + sorted(set(extra) - set(files)))
-
-
 setup(
     package_dir={"": "python"},
     packages=find_packages("python", exclude=["gopool._gobind", "gopool._gobind.*"]),
@@ -331,6 +317,6 @@ setup(
                   # no debug info and a stripped .so: no build paths in the binary
                   extra_compile_args=["-O2", "-std=gnu11", "-g0"], extra_link_args=["-s"]),
     ],
-    cmdclass={"build_ext": build_gopy, "sdist": sdist_with_go},
+    cmdclass={"build_ext": build_gopy},
     zip_safe=False,
 )

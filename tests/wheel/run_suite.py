@@ -1,6 +1,7 @@
 """Run the test suite against an installed wheel, as a user without Go or a C compiler has it.
 
     run_suite.py --python python3 --dist dist --min-tests 100 [--deps "pytest ..."]
+    run_suite.py --installed --min-tests 100     (cibuildwheel's test-command)
 
 1. takes the one gopool wheel in --dist for that interpreter's CPython version;
 2. makes a fresh venv, installs the wheel's runtime dependencies and the test tools from
@@ -8,6 +9,9 @@
 3. copies tests/ to a temporary directory outside the source tree and, with a PATH on
    which no go, gcc or cc resolves (no_toolchain.py), runs smoke.py, then pytest;
 4. fails unless check_results.py agrees: no failure, no skip, at least --min-tests tests.
+
+With --installed, steps 1-2 are skipped: the running interpreter's environment already
+has gopool and the test tools (cibuildwheel's test venv).
 """
 
 import argparse
@@ -22,7 +26,6 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 TESTS = os.path.dirname(HERE)
 ROOT = os.path.dirname(TESTS)
 sys.path.insert(0, HERE)
-import build_wheels  # noqa: E402
 import no_toolchain  # noqa: E402
 
 
@@ -39,8 +42,17 @@ def main():
     ap.add_argument("--min-tests", type=int, default=100)
     ap.add_argument("--deps", default="pytest pytest-timeout ipython", help="test tools, from the index")
     ap.add_argument("--pytest-args", default="-q -p no:cacheprovider -ra")
+    ap.add_argument("--installed", action="store_true", help="test this interpreter's gopool")
     args = ap.parse_args()
+    if args.installed:
+        work = tempfile.mkdtemp(prefix="gopool-wheel-test-")
+        try:
+            test_installed(sys.prefix, sys.executable, work, args)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        return
 
+    import build_wheels  # needs pyelftools (the tools venv): not for --installed
     python = shutil.which(args.python) or args.python
     minor = build_wheels.python_version(python)
     if minor is None:
@@ -63,6 +75,11 @@ def main():
     run(pip + build_wheels.runtime_requirements(wheel) + args.deps.split(), check=True)
     run(pip + ["--no-index", wheel], check=True)
 
+    test_installed(venv, vpy, work, args, os.path.basename(wheel))
+
+
+def test_installed(venv, vpy, work, args, what="gopool"):
+    """smoke.py, then the suite, from a copy of tests/ outside the tree, with no toolchain."""
     env = no_toolchain.environment(os.path.join(work, "no-toolchain-bin"), venv)
     tmp = tempfile.mkdtemp(prefix="gopool-wheel-suite-")
     try:
@@ -77,8 +94,8 @@ def main():
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     if rc or checked:
-        sys.exit("run_suite: the suite failed against %s (pytest exit %d)" % (os.path.basename(wheel), rc))
-    print("run_suite: the suite passed against the installed %s" % os.path.basename(wheel))
+        sys.exit("run_suite: the suite failed against %s (pytest exit %d)" % (what, rc))
+    print("run_suite: the suite passed against the installed %s" % what)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ import shutil
 import sys
 import sysconfig
 import time
+from importlib import metadata
 
 
 def square(x):
@@ -61,7 +62,7 @@ def main():
         assert tpool.map(square, range(5)) == [0, 1, 4, 9, 16]
 
     print("smoke: gopool %s on CPython %s from %s: ok"
-          % (getattr(gopool, "__version__", "?"), sys.version.split()[0], os.path.dirname(gopool.__file__)))
+          % (metadata.version("gopool"), sys.version.split()[0], os.path.dirname(gopool.__file__)))
 
 
 if __name__ == "__main__":

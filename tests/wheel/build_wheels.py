@@ -191,7 +191,7 @@ def resolve_pythons(args):
         if minor is None:
             sys.exit("build_wheels: %s does not run" % p)
         pythons[minor] = exe
-    if args.all:
+    if getattr(args, "all", False):
         for minor, exe in find_pythons().items():
             pythons.setdefault(minor, exe)
     if not pythons:

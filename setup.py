@@ -268,8 +268,7 @@ def _normalise_generated(work):
         if n != 1:
             raise RuntimeError("unexpected gopy output in %s: %d command lines" % (path, n))
         if fname.endswith(".go"):
-            text = _sub_once(path, text, r"(?m)^#cgo LDFLAGS:(.*)$", lambda m: "#cgo LDFLAGS:" + "".join(
-                " " + a for a in m.group(1).split() if not _is_rpath(a)))
+            text = _sub_once(path, text, r"(?m)^#cgo LDFLAGS:(.*)$", _drop_rpath_flags)
             text = _sort_blocks(path, text, "// ---- Functions ---\n", "//export " + name + "_")
         elif fname == name + ".py":
             text = _sort_blocks(path, text, "# ---- Functions ---\n", "def ")
@@ -284,6 +283,10 @@ def _normalise_generated(work):
             text = "".join(lines)
         with open(path, "w") as f:
             f.write(text)
+
+
+def _drop_rpath_flags(match):
+    return "#cgo LDFLAGS:" + "".join(" " + a for a in match.group(1).split() if not _is_rpath(a))
 
 
 def _sub_once(path, text, pattern, repl):

@@ -312,6 +312,8 @@ def _sort_blocks(path, text, marker, start):
 setup(
     package_dir={"": "python"},
     packages=find_packages("python", exclude=["gopool._gobind", "gopool._gobind.*"]),
+    # The C source and header are in the sdist (MANIFEST.in), not in the wheel.
+    exclude_package_data={"gopool": ["*.c", "*.h"]},
     ext_modules=[
         GopyExtension(EXT_NAME, GO_PACKAGE),
         # The worker's side of its channel (workers never load Go): plain C.

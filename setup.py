@@ -4,13 +4,22 @@
 
 1. builds the pinned Go tools (gopy, goimports) from the `tool` requirements in go.mod
    into a temporary bin directory (no `go install`, nothing written to GOPATH/bin);
-2. runs `gopy build` on the Go package ./pybind with this build's Python as `-vm`
+2. runs `gopy gen` on the Go package ./pybind with this build's Python as `-vm`
    (so pybindgen from `[build-system] requires` is found under pip's build isolation),
    writing into build/_gopy/ (it must lie inside the Go module; the leading "_" keeps
    it out of `go test ./...` and `go vet ./...`);
-3. patches the generated Python modules so that importing them neither changes the
-   working directory nor installs gopy's gc.callbacks hook (see python/gopool/_native.py);
-4. copies the generated modules and the extension into the package `gopool._gobind`
+3. normalises what gopy generated, so that two builds of one commit give the same
+   bytes: gopy v0.5.0 writes the bound functions in a different order on every run
+   (Go map order), and records its command line (with build paths) in every file; the
+   `#cgo LDFLAGS` it copies from the interpreter's LDSHARED lose their run-time search
+   paths (RUNPATH), which an extension that links no library of its own never needs;
+4. compiles the extension with the steps of `gopy build` (goimports, a first c-shared
+   build for the cgo header, pybindgen's build.py, the final c-shared link exporting
+   only PyInit__core), with -trimpath and an empty Go build id so that no path of the
+   build machine ends up in the binary;
+5. patches the generated Python modules so that importing them neither changes the
+   working directory nor installs gopy's gc.callbacks hook (see python/gopool/_binding.py);
+6. copies the generated modules and the extension into the package `gopool._gobind`
    (build/lib*/gopool/_gobind for a wheel, python/gopool/_gobind with --inplace).
 
 gopy runs `go build -mod=mod` in build/_gopy, which rewrites go.mod (it turns the tidy
@@ -19,11 +28,13 @@ go.mod and go.sum before running gopy and puts them back afterwards. (GOFLAGS=-m
 cannot be used instead: golang.org/x/tools/go/packages, inside gopy, runs `go list` with
 GO111MODULE=off, where -modfile is an error.)
 
-Environment: Go >= 1.24 (tool directives) on PATH or in $GO, gcc (cgo), Python headers.
-GOPROXY and the Go caches are taken from the environment as they are.
+Environment: Go >= 1.24 (tool directives) on PATH or in $GO, a C compiler (cgo; $CC is
+used by both Go and setuptools), Python headers. GOPROXY and the Go caches are taken from
+the environment as they are; -buildvcs=false and -trimpath are added to the user's GOFLAGS.
 """
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -32,7 +43,6 @@ import tempfile
 
 from setuptools import Extension, find_packages, setup
 from setuptools.command.build_ext import build_ext
-from setuptools.command.sdist import sdist
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
 
@@ -45,6 +55,7 @@ GO_PACKAGE_NAME = "pybind"       # its `package` clause: gopy names the wrapper 
 EXT_NAME = "gopool._gobind._" + GOPY_NAME
 GOPY_WORK_DIR = os.path.join(ROOT, "build", "_gopy")
 GO_TOOLS = ("github.com/go-python/gopy", "golang.org/x/tools/cmd/goimports")
+GO_FLAGS_ADDED = ("-buildvcs=false", "-trimpath")
 
 # Exact lines of gopy v0.5.0's generated go.py / pybind.py that change the process
 # state during import, and what replaces them. Each must occur exactly once per file,
@@ -84,6 +95,9 @@ class build_gopy(build_ext):
 
     def build_extension(self, ext):
         if not isinstance(ext, GopyExtension):
+            # The interpreter's LDSHARED may carry -Wl,-rpath,<its lib dir> (pyenv does):
+            # a build path in the extension, and useless, as it links no library of ours.
+            self.compiler.linker_so = [a for a in self.compiler.linker_so if not _is_rpath(a)]
             return super().build_extension(ext)
         dest = os.path.dirname(os.path.abspath(self.get_ext_fullpath(ext.name)))
         env = self._go_env()
@@ -94,18 +108,46 @@ class build_gopy(build_ext):
             _run([self._go, "build", "-o", bindir + os.sep] + list(GO_TOOLS), env)
             env["PATH"] = bindir + os.pathsep + env.get("PATH", "")
             shutil.rmtree(GOPY_WORK_DIR, ignore_errors=True)
-            _run([os.path.join(bindir, "gopy"), "build",
+            _run([os.path.join(bindir, "gopy"), "gen",
                   "-vm=" + sys.executable,
                   "-output=" + GOPY_WORK_DIR,
                   "-name=" + GOPY_NAME,
                   "-no-make",
                   "-dynamic-link=true",
-                  "-symbols=false",
                   ext.go_package], env)
+            _normalise_generated(GOPY_WORK_DIR)
+            self._compile_gopy(env, os.path.join(bindir, "goimports"))
         finally:
             shutil.rmtree(bindir, ignore_errors=True)
             _restore_files(ROOT, saved)
         self._install_generated(dest)
+
+    def _compile_gopy(self, env, goimports):
+        """The steps of gopy v0.5.0's `gopy build` after code generation."""
+        work = GOPY_WORK_DIR
+        _run([goimports, "-w", GOPY_NAME + ".go"], env, cwd=work)
+        # A first build only writes the cgo header (<name>_go.h) that build.py's C includes.
+        header_lib = GOPY_NAME + "_go.so"
+        _run([self._go, "build", "-mod=mod", "-buildmode=c-shared", "-o", header_lib, "."],
+             env, cwd=work)
+        os.remove(os.path.join(work, header_lib))
+        _run([sys.executable, "build.py"], env, cwd=work)    # pybindgen writes <name>.c
+        exports = os.path.join(work, "exports.map")
+        with open(exports, "w") as f:
+            # Only the module's init function is global: a second Go runtime in the
+            # process (another gopy extension) must not bind to this one's symbols.
+            f.write("{ global: PyInit__%s; local: *; };\n" % GOPY_NAME)
+        final = dict(env)
+        final["CGO_CFLAGS"] = " ".join(
+            ['"-I%s"' % sysconfig.get_path("include"), "-fPIC", "-O3", "-ffast-math"]
+            + ([env["CGO_CFLAGS"]] if env.get("CGO_CFLAGS") else []))
+        final["CGO_LDFLAGS"] = " ".join(
+            ["-s"] + ([env["CGO_LDFLAGS"]] if env.get("CGO_LDFLAGS") else []))
+        # -buildid= : the Go build id hashes the link flags, and so the path of exports.map.
+        _run([self._go, "build", "-mod=mod", "-buildmode=c-shared",
+              "-ldflags=-s -w -buildid= -extldflags=-Wl,--version-script=" + exports,
+              "-o", "_" + GOPY_NAME + sysconfig.get_config_var("EXT_SUFFIX"), "."],
+             final, cwd=work)
 
     @property
     def _go(self):
@@ -117,14 +159,19 @@ class build_gopy(build_ext):
             "GOTOOLCHAIN": "local",       # never download another toolchain
             "GOWORK": "off",
             "CGO_ENABLED": "1",
-            "GOFLAGS": "-buildvcs=false",  # no VCS stamping (build trees may not be repos)
         })
         try:
-            version = subprocess.run([self._go, "env", "GOVERSION"], env=env, check=True,
-                                     capture_output=True, text=True).stdout.strip()
-        except (OSError, subprocess.CalledProcessError) as exc:
+            version, goflags = subprocess.run(
+                [self._go, "env", "GOVERSION", "GOFLAGS"], env=env, check=True,
+                capture_output=True, text=True).stdout.splitlines()
+        except (OSError, subprocess.CalledProcessError, ValueError) as exc:
             raise RuntimeError("building gopool needs Go >= 1.24 on PATH (or $GO): %s" % exc)
-        print("building gopool's Go core with " + version, flush=True)
+        # Added to the user's GOFLAGS (environment or `go env -w`), never replacing them:
+        # no VCS stamping (build trees may not be repositories), no build paths in binaries.
+        flags = goflags.split()
+        env["GOFLAGS"] = " ".join(flags + [f for f in GO_FLAGS_ADDED if f not in flags])
+        print("building gopool's Go core with %s, GOFLAGS=%s" % (version, env["GOFLAGS"]),
+              flush=True)
         return env
 
     def _install_generated(self, dest):
@@ -204,29 +251,77 @@ def _patch_generated(path):
         f.write(text)
 
 
-class sdist_with_go(sdist):
-    """sdist that also ships the Go module, so the sdist builds like the checkout."""
+def _is_rpath(flag):
+    return "rpath" in flag or flag.startswith(("-R", "-Wl,-R"))
 
-    def make_release_tree(self, base_dir, files):
-        extra = [n for n in ("go.mod", "go.sum") if os.path.exists(os.path.join(ROOT, n))]
-        for top in ("gopool", "pybind"):
-            for dirpath, dirnames, filenames in os.walk(os.path.join(ROOT, top)):
-                dirnames[:] = [d for d in dirnames if not d.startswith((".", "_"))]
-                extra += [os.path.relpath(os.path.join(dirpath, n), ROOT)
-                          for n in filenames if n.endswith(".go")]
-        super().make_release_tree(base_dir, list(files) + sorted(set(extra) - set(files)))
+
+def _normalise_generated(work):
+    """Make gopy's output a function of the Go sources only (see the module docstring)."""
+    name = GO_PACKAGE_NAME
+    for fname in (GOPY_NAME + ".go", "build.py", "go.py", name + ".py"):
+        path = os.path.join(work, fname)
+        with open(path) as f:
+            text = f.read()
+        # The command line, with -vm and -output paths: "# gopy gen -vm=..." (Python)
+        # or "gopy gen -vm=..." inside the Go file's header comment.
+        text, n = re.subn(r"(?m)^(# )?gopy gen -.*\n", "", text)
+        if n != 1:
+            raise RuntimeError("unexpected gopy output in %s: %d command lines" % (path, n))
+        if fname.endswith(".go"):
+            text = _sub_once(path, text, r"(?m)^#cgo LDFLAGS:(.*)$", _drop_rpath_flags)
+            text = _sort_blocks(path, text, "// ---- Functions ---\n", "//export " + name + "_")
+        elif fname == name + ".py":
+            text = _sort_blocks(path, text, "# ---- Functions ---\n", "def ")
+        elif fname == "build.py":
+            # One line per bound function (add_checked_function(mod, 'pybind_X', ...)).
+            lines = text.splitlines(True)
+            idx = [i for i, line in enumerate(lines) if re.match(r"\w+\(mod, '%s_" % name, line)]
+            if not idx or idx != list(range(idx[0], idx[-1] + 1)):
+                raise RuntimeError("unexpected gopy output in %s: bound functions not found "
+                                   "in one run of lines" % path)
+            lines[idx[0]:idx[-1] + 1] = sorted(lines[idx[0]:idx[-1] + 1])
+            text = "".join(lines)
+        with open(path, "w") as f:
+            f.write(text)
+
+
+def _drop_rpath_flags(match):
+    return "#cgo LDFLAGS:" + "".join(" " + a for a in match.group(1).split() if not _is_rpath(a))
+
+
+def _sub_once(path, text, pattern, repl):
+    text, n = re.subn(pattern, repl, text)
+    if n != 1:
+        raise RuntimeError("unexpected gopy output in %s: %r matched %d times" % (path, pattern, n))
+    return text
+
+
+def _sort_blocks(path, text, marker, start):
+    """Sort the blocks that begin with `start` after `marker` (the last section of the file)."""
+    if text.count(marker) != 1:
+        raise RuntimeError("unexpected gopy output in %s: %r occurs %d times"
+                           % (path, marker, text.count(marker)))
+    head, _, tail = text.partition(marker)
+    parts = re.split("(?m)^(?=%s)" % re.escape(start), tail)
+    if parts[0].strip():
+        raise RuntimeError("unexpected gopy output in %s after %r" % (path, marker))
+    blocks = sorted(b.rstrip() + "\n" for b in parts[1:])
+    return head + marker + "\n" + "\n".join(blocks) + "\n"
 
 
 setup(
     package_dir={"": "python"},
     packages=find_packages("python", exclude=["gopool._gobind", "gopool._gobind.*"]),
+    # The C source and header are in the sdist (MANIFEST.in), not in the wheel.
+    exclude_package_data={"gopool": ["*.c", "*.h"]},
     ext_modules=[
         GopyExtension(EXT_NAME, GO_PACKAGE),
         # The worker's side of its channel (workers never load Go): plain C.
         Extension("gopool._channel", sources=["python/gopool/_channel.c"],
                   depends=["python/gopool/_wire.h"], include_dirs=["python/gopool"],
-                  extra_compile_args=["-O2", "-std=gnu11"]),
+                  # no debug info and a stripped .so: no build paths in the binary
+                  extra_compile_args=["-O2", "-std=gnu11", "-g0"], extra_link_args=["-s"]),
     ],
-    cmdclass={"build_ext": build_gopy, "sdist": sdist_with_go},
+    cmdclass={"build_ext": build_gopy},
     zip_safe=False,
 )

@@ -347,6 +347,24 @@ func (p *Pool) CollectNotified(ack bool, take Taker, timeout time.Duration) (out
 	return out, refused
 }
 
+// Notify acknowledges that the caller has handled the job's first handled
+// results, then sends the job's results to CollectNotified from now on
+// (a result an asyncio task awaits is delivered so).
+func (p *Pool) Notify(jobID, handled int64) error {
+	p.mu.Lock()
+	j, ok := p.jobs[jobID]
+	if !ok {
+		p.mu.Unlock()
+		return ErrUnknownJob
+	}
+	p.ackLocked(j, handled)
+	j.lent = 0
+	j.notify = true
+	p.progressedLocked(j)
+	p.unlockLocked()
+	return nil
+}
+
 // Discard forgets a job whose results nobody will collect. Its tasks still
 // run; their results are dropped.
 func (p *Pool) Discard(jobID int64) {

@@ -665,6 +665,33 @@ func TestUnacknowledgedResultsAreLentAgain(t *testing.T) {
 	}
 }
 
+// A job switched to notify after a first result was collected sends the
+// rest to CollectNotified, and not that first one again.
+func TestNotifyAfterACollect(t *testing.T) {
+	p := newTestPool(t, 1, 0, "")
+	j := submit(t, p, "echo:a", "sleep:50")
+	var first []Result
+	for len(first) == 0 {
+		first, _, _, _ = p.Collect(j, 0, nil, time.Second)
+	}
+	if err := p.Notify(j, int64(len(first))); err != nil {
+		t.Fatal(err)
+	}
+	var rest []Result
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); {
+		batches, _ := p.CollectNotified(true, nil, 100*time.Millisecond)
+		for _, b := range batches {
+			rest = append(rest, b.Results...)
+			if b.Done {
+				deadline = time.Now()
+			}
+		}
+	}
+	if len(first)+len(rest) != 2 || rest[len(rest)-1].Index != 1 {
+		t.Fatalf("first %v, then %v", first, rest)
+	}
+}
+
 func TestDiscardDropsResults(t *testing.T) {
 	p := newTestPool(t, 1, 0, "")
 	j := submit(t, p, "sleep:20")

@@ -210,6 +210,16 @@ func PoolCollectNotified(pool int64, ack bool, buffer int64, waitMs int) (int64,
 	}))
 }
 
+// PoolNotify acknowledges handled results of a job, then sends its
+// results to PoolCollectNotified from now on.
+func PoolNotify(pool, job, handled int64) (int64, error) {
+	p, err := pools.get(pool)
+	if err != nil {
+		return result(int64(0), err)
+	}
+	return result(int64(0), p.Notify(job, handled))
+}
+
 // PoolCancel cancels a job and returns how many of its tasks it cancelled.
 func PoolCancel(pool, job int64) (int64, error) {
 	p, err := pools.get(pool)

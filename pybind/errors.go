@@ -25,6 +25,7 @@ const (
 	CodeRingFull     = 8  // an unbounded queue's ring is full: MemoryError
 	CodeTaskDone     = 9  // task_done() called too many times
 	CodeJobSealed    = 10 // tasks added to a sealed job
+	CodeLockBusy     = 11 // a queue's lock stayed held by a live process: try again
 )
 
 var errUnknownID = errors.New("unknown id: the object was released")
@@ -62,6 +63,8 @@ func codeOf(err error) int {
 		return CodeRingFull
 	case errors.Is(err, shm.ErrTaskDone):
 		return CodeTaskDone
+	case errors.Is(err, shm.ErrLockBusy):
+		return CodeLockBusy
 	case errors.As(err, &syscallErr), errors.As(err, &pathErr), errors.As(err, &errno):
 		return CodeOS
 	}

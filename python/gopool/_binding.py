@@ -164,6 +164,7 @@ _EXCEPTIONS: Dict[int, Type[BaseException]] = {
     _wire.CODE_RING_FULL: MemoryError,
     _wire.CODE_TASK_DONE: ValueError,
     _wire.CODE_JOB_SEALED: ValueError,
+    _wire.CODE_LOCK_BUSY: RuntimeError,  # handled by the queues: call again
 }
 
 

@@ -93,6 +93,8 @@ func wireConsts() []wireConst {
 		{"CodeTaskDone", CodeTaskDone, false},
 		{"CodeJobSealed", CodeJobSealed, false},
 		{"CodeLockBusy", CodeLockBusy, false},
+		{"CodeReleasedTooMany", CodeReleasedTooMany, false},
+		{"CodeTooManyWaiters", CodeTooManyWaiters, false},
 		{"SubmitSeal", SubmitSeal, false},
 		{"SubmitNotify", SubmitNotify, false},
 		{"ReplyDone", ReplyDone, false},
@@ -102,6 +104,15 @@ func wireConsts() []wireConst {
 		{"WorkerRecordFormat", WorkerRecordFormat, false},
 		{"RecordHeaderFormat", RecordHeaderFormat, false},
 		{"ChildStillRunning", ChildStillRunning, false},
+		// Locks, semaphores, conditions, barriers (pybind/sync.go).
+		{"LockTimedOut", LockTimedOut, false},
+		{"LockAcquired", LockAcquired, false},
+		{"LockRecovered", LockRecovered, false},
+		{"BarrierPassed", BarrierPassed, false},
+		{"BarrierPending", BarrierPending, false},
+		{"BarrierBroken", BarrierBroken, false},
+		{"SemaphoreValueMax", shm.SemaphoreValueMax, false},
+		{"CondMaxWaiters", shm.CondMaxWaiters, false},
 	}
 }
 
@@ -261,6 +272,8 @@ func TestErrorsCarryTheirCodes(t *testing.T) {
 		shm.ErrItemTooLarge:                            CodeItemTooLarge,
 		shm.ErrTaskDone:                                CodeTaskDone,
 		shm.ErrLockBusy:                                CodeLockBusy,
+		shm.ErrReleasedTooMany:                         CodeReleasedTooMany,
+		shm.ErrTooManyWaiters:                          CodeTooManyWaiters,
 		&gopool.ErrCannotStart{}:                       CodeCannotStart,
 		os.NewSyscallError("mmap", os.ErrInvalid):      CodeOS,
 		fmt.Errorf("wrapped: %w", gopool.ErrJobSealed): CodeJobSealed,

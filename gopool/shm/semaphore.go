@@ -54,9 +54,11 @@ const (
 var holdersMu sync.Mutex
 
 // NewSemaphore creates a semaphore with value permits, of which there can
-// be at most max (a Release that would exceed it fails).
+// be at most max (a Release that would exceed it fails; a maximum of 0
+// makes a semaphore that can never be acquired nor released, as the
+// stdlib's BoundedSemaphore(0)).
 func NewSemaphore(value, max int) (*Semaphore, error) {
-	if value < 0 || max < 1 || value > max || max > SemaphoreValueMax {
+	if value < 0 || max < 0 || value > max || max > SemaphoreValueMax {
 		return nil, fmt.Errorf("semaphore: bad value %d or maximum %d", value, max)
 	}
 	m, err := newSyncMem(syncKindSemaphore, uint32(max), semSize)

@@ -136,7 +136,7 @@ func newTestSemaphore(t *testing.T, value, max int) *Semaphore {
 }
 
 func TestSemaphoreBasics(t *testing.T) {
-	for _, bad := range [][2]int{{-1, 5}, {3, 2}, {0, 0}, {0, SemaphoreValueMax + 1}} {
+	for _, bad := range [][2]int{{-1, 5}, {3, 2}, {0, -1}, {0, SemaphoreValueMax + 1}} {
 		if _, err := NewSemaphore(bad[0], bad[1]); err == nil {
 			t.Fatalf("NewSemaphore(%d, %d) did not fail", bad[0], bad[1])
 		}

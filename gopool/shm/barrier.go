@@ -28,9 +28,10 @@ import (
 // ownerCheckInterval looks for such slots, and if it finds one it breaks
 // the barrier (every waiter gets BrokenBarrierError, as after abort) and
 // takes the dead party's threads out of the count, so that the barrier can
-// drain and be reset. What cannot be known: a party that never mapped the
-// barrier, or that found the table full (barrierSlots processes), is not
-// watched.
+// drain and be reset. A party that died inside wait() had arrived: if the
+// others complete its round, they pass it, and the next round breaks. What
+// cannot be known: a party that never mapped the barrier, or that found the
+// table full (240 processes), is not watched.
 type Barrier struct {
 	syncMem
 	parties int

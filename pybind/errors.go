@@ -15,16 +15,19 @@ import (
 // "E<code>: <text>"; gopool._binding maps the code to an exception (the
 // table there must name every code here: see wire_test.go).
 const (
-	CodeInternal     = 1  // a broken invariant: RuntimeError
-	CodeReleased     = 2  // the object was released (its id is unknown)
-	CodeUnknownJob   = 3  // the job is unknown (collected, discarded)
-	CodeCannotStart  = 4  // a process could not be started: OSError
-	CodeOS           = 5  // a system call failed: OSError
-	CodeBadArgument  = 6  // ValueError
-	CodeItemTooLarge = 7  // a queue item larger than its ring
-	CodeRingFull     = 8  // an unbounded queue's ring is full: MemoryError
-	CodeTaskDone     = 9  // task_done() called too many times
-	CodeJobSealed    = 10 // tasks added to a sealed job
+	CodeInternal        = 1  // a broken invariant: RuntimeError
+	CodeReleased        = 2  // the object was released (its id is unknown)
+	CodeUnknownJob      = 3  // the job is unknown (collected, discarded)
+	CodeCannotStart     = 4  // a process could not be started: OSError
+	CodeOS              = 5  // a system call failed: OSError
+	CodeBadArgument     = 6  // ValueError
+	CodeItemTooLarge    = 7  // a queue item larger than its ring
+	CodeRingFull        = 8  // an unbounded queue's ring is full: MemoryError
+	CodeTaskDone        = 9  // task_done() called too many times
+	CodeJobSealed       = 10 // tasks added to a sealed job
+	CodeLockBusy        = 11 // a lock stayed held by a live process: try again
+	CodeReleasedTooMany = 12 // a lock or semaphore released too many times: ValueError
+	CodeTooManyWaiters  = 13 // a condition variable has no room for another waiter
 )
 
 var errUnknownID = errors.New("unknown id: the object was released")
@@ -62,6 +65,12 @@ func codeOf(err error) int {
 		return CodeRingFull
 	case errors.Is(err, shm.ErrTaskDone):
 		return CodeTaskDone
+	case errors.Is(err, shm.ErrLockBusy):
+		return CodeLockBusy
+	case errors.Is(err, shm.ErrReleasedTooMany):
+		return CodeReleasedTooMany
+	case errors.Is(err, shm.ErrTooManyWaiters):
+		return CodeTooManyWaiters
 	case errors.As(err, &syscallErr), errors.As(err, &pathErr), errors.As(err, &errno):
 		return CodeOS
 	}

@@ -14,7 +14,10 @@ import (
 // Results of blocking calls: Put and PutMany return what they put (0 when
 // the queue stayed full until the timeout); Get and GetMany return the
 // number of bytes written into the buffer, -1 when the queue stayed empty,
-// or -(need+1) when the next item needs a buffer of need bytes.
+// or -(need+1) when the next item needs a buffer of need bytes. A call
+// whose lock stayed held by a live process fails with CodeLockBusy (the
+// queue is neither full nor empty for that): call again, timeout 0. A
+// PutMany that put some items first returns what it put instead.
 
 var queues = newRegistry[*shm.Queue]()
 
@@ -128,7 +131,7 @@ func QueuePutMany(queue, buffer, start, end int64, timeoutMs int) (int64, error)
 		for _, it := range items[:put] {
 			done += 8 + int64(len(it))
 		}
-		if err == shm.ErrQueueFull {
+		if err == shm.ErrQueueFull || (err == shm.ErrLockBusy && done > 0) {
 			err = nil
 		}
 		return done, err

@@ -94,6 +94,9 @@ func wireConsts() []wireConst {
 		{"CodeRingFull", CodeRingFull, false},
 		{"CodeTaskDone", CodeTaskDone, false},
 		{"CodeJobSealed", CodeJobSealed, false},
+		{"CodeLockBusy", CodeLockBusy, false},
+		{"CodeReleasedTooMany", CodeReleasedTooMany, false},
+		{"CodeTooManyWaiters", CodeTooManyWaiters, false},
 		{"SubmitSeal", SubmitSeal, false},
 		{"SubmitNotify", SubmitNotify, false},
 		{"ReplyDone", ReplyDone, false},
@@ -103,6 +106,15 @@ func wireConsts() []wireConst {
 		{"WorkerRecordFormat", WorkerRecordFormat, false},
 		{"RecordHeaderFormat", RecordHeaderFormat, false},
 		{"ChildStillRunning", ChildStillRunning, false},
+		// Locks, semaphores, conditions, barriers (pybind/sync.go).
+		{"LockTimedOut", LockTimedOut, false},
+		{"LockAcquired", LockAcquired, false},
+		{"LockRecovered", LockRecovered, false},
+		{"BarrierPassed", BarrierPassed, false},
+		{"BarrierPending", BarrierPending, false},
+		{"BarrierBroken", BarrierBroken, false},
+		{"SemaphoreValueMax", shm.SemaphoreValueMax, false},
+		{"CondMaxWaiters", shm.CondMaxWaiters, false},
 	}
 }
 
@@ -261,6 +273,9 @@ func TestErrorsCarryTheirCodes(t *testing.T) {
 		shm.ErrRingFull:                                CodeRingFull,
 		shm.ErrItemTooLarge:                            CodeItemTooLarge,
 		shm.ErrTaskDone:                                CodeTaskDone,
+		shm.ErrLockBusy:                                CodeLockBusy,
+		shm.ErrReleasedTooMany:                         CodeReleasedTooMany,
+		shm.ErrTooManyWaiters:                          CodeTooManyWaiters,
 		&gopool.ErrCannotStart{}:                       CodeCannotStart,
 		os.NewSyscallError("mmap", os.ErrInvalid):      CodeOS,
 		fmt.Errorf("wrapped: %w", gopool.ErrJobSealed): CodeJobSealed,

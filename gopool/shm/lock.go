@@ -123,11 +123,25 @@ func ownerAlive(word uint64) bool {
 
 func (l robustLock) low() *uint32 { return (*uint32)(unsafe.Pointer(l.word)) }
 
-// lock acquires the lock, waiting until the deadline at most, but at least
-// lockGrace (it is held briefly, and a waiter must sleep before it may
-// declare the owner dead). It reports whether it got the lock, and whether
-// it took it over from a dead owner.
+// lock acquires the lock for an operation whose deadline is dl. A live
+// owner holds the lock for microseconds, so waiting for it is part of any
+// operation, even one that must not block (a deadline of 0): lock waits
+// until the deadline, but at least lockPatience. A dead owner's lock is
+// taken over within ownerCheckInterval. It reports whether it got the
+// lock (false only if a live owner held it all that time), and whether it
+// took it over from a dead owner.
 func (l robustLock) lock(dl *deadline) (ok, recovered bool) {
+	end := time.Now().Add(lockPatience)
+	if dl.timeout > 0 {
+		if at := dl.time(); at.After(end) {
+			end = at
+		}
+	}
+	return l.lockUntil(end)
+}
+
+// lockUntil acquires the lock, waiting until end at most.
+func (l robustLock) lockUntil(end time.Time) (ok, recovered bool) {
 	me := lockerID()
 	if atomic.CompareAndSwapUint64(l.word, 0, me) {
 		return true, false
@@ -140,10 +154,6 @@ func (l robustLock) lock(dl *deadline) (ok, recovered bool) {
 	// From here on we may have slept: take the lock with the waiters bit
 	// set, since others may still be asleep.
 	contended := me | lockWaiters
-	end := time.Now().Add(lockGrace)
-	if dl.timeout > lockGrace {
-		end = dl.time()
-	}
 	for {
 		v := atomic.LoadUint64(l.word)
 		if v == 0 {
@@ -184,6 +194,10 @@ func (l robustLock) unlock() {
 	}
 }
 
-// lockGrace is the least time a locker waits for a lock, even when its
-// operation must not block.
-const lockGrace = 2 * time.Millisecond
+// lockPatience is the least time an operation waits for a lock held by a
+// live owner, even when the operation must not block: the owner is busy
+// for microseconds, unless it is stopped (SIGSTOP, a debugger) or copying
+// a huge item. Past it, the operation reports that the lock is busy (never
+// that the queue is full or empty) and its caller tries again, after
+// handling signals.
+const lockPatience = 100 * time.Millisecond

@@ -62,6 +62,12 @@ import (
 // the item with it. The released word and page punching only ever lag
 // behind head, and whoever next holds rlock catches up.
 //
+// A timeout bounds the wait for room or items, never the wait for a lock
+// held by a live process: an operation with timeout 0 still waits for the
+// lock (see lockPatience), so Put fails with ErrQueueFull only when the
+// queue is full, and Get with ErrQueueEmpty only when it is empty. A lock
+// held past lockPatience gives ErrLockBusy.
+//
 // Waiting uses futexes on the low halves of tail (consumers waiting for
 // data) and head (producers waiting for room), each with a sleepers' flag so
 // that the other side makes the wake-up system call only when someone
@@ -173,6 +179,11 @@ var (
 	ErrRingFull = errors.New("queue: shared memory ring is full")
 	// ErrTaskDone is returned by TaskDone when there is no unfinished item.
 	ErrTaskDone = errors.New("queue: no unfinished item to mark done")
+	// ErrLockBusy is returned by Put, PutBatch, Get and GetBatch when a
+	// live process held the lock they need for longer than lockPatience
+	// (and the timeout): the queue is neither full nor empty for that;
+	// try again.
+	ErrLockBusy = errors.New("queue: lock held by a live process for too long")
 	// ErrQueueClosed is returned after Close.
 	ErrQueueClosed = errors.New("queue: closed")
 	// ErrQueueCorrupt means a record header made no sense. It cannot happen
@@ -402,8 +413,8 @@ func (q *Queue) Put(item []byte, timeout time.Duration) error {
 // PutBatch appends items in order, as many at a time as there is room
 // for, each group published at once. It returns how many were put: all of
 // them unless err is not nil (ErrQueueFull when the deadline passed, or
-// ErrRingFull). An item too large for the ring fails the whole batch with
-// ErrItemTooLarge before anything is put.
+// ErrRingFull, or ErrLockBusy). An item too large for the ring fails the
+// whole batch with ErrItemTooLarge before anything is put.
 func (q *Queue) PutBatch(items [][]byte, timeout time.Duration) (int, error) {
 	if err := q.enter(); err != nil {
 		return 0, err
@@ -421,10 +432,14 @@ func (q *Queue) PutBatch(items [][]byte, timeout time.Duration) (int, error) {
 			return put, ErrQueueFull
 		}
 		if ok, _ := q.wlock.lock(dl); !ok {
-			return put, ErrQueueFull
+			return put, ErrLockBusy
 		}
 		n, noRoom := q.appendLocked(items[put:], false)
-		if n == 0 && noRoom && q.catchUp(dl) {
+		if n == 0 && noRoom {
+			if !q.catchUp(dl) {
+				q.wlock.unlock()
+				return put, ErrLockBusy
+			}
 			// Now that released is up to date, a jump may be needed.
 			n, noRoom = q.appendLocked(items[put:], true)
 		}
@@ -723,7 +738,7 @@ func (q *Queue) take(dst []byte, limit int, framed bool, timeout time.Duration) 
 			continue
 		}
 		if ok, _ := q.rlock.lock(dl); !ok {
-			return 0, 0, ErrQueueEmpty
+			return 0, 0, ErrLockBusy
 		}
 		items, n, err := q.takeLocked(dst, limit, framed)
 		q.rlock.unlock()

@@ -23,6 +23,8 @@ import (
 //	consume           take items, print "producer seq" for each, until killed
 //	hold-wlock        take the producers' lock, print "locked", die by SIGKILL
 //	hold-rlock        the same with the consumers' lock
+//	produce-nowait:ID:N  put N items "ID seq" with timeout 0, exit
+//	consume-nowait:N  take N items with timeout 0, print each, exit
 func init() {
 	role := os.Getenv("GOPOOL_QUEUE_TEST_ROLE")
 	if role == "" {
@@ -40,6 +42,8 @@ func queueClient(role string) int {
 	out := bufio.NewWriter(os.Stdout)
 	args := strings.Split(role, ":")
 	switch args[0] {
+	case "produce-nowait", "consume-nowait":
+		return nonBlockingClient(q, args)
 	case "produce":
 		id, _ := strconv.Atoi(args[1])
 		n, _ := strconv.Atoi(args[2])

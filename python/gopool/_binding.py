@@ -178,6 +178,9 @@ _EXCEPTIONS: Dict[int, Type[BaseException]] = {
     _wire.CODE_RING_FULL: MemoryError,
     _wire.CODE_TASK_DONE: ValueError,
     _wire.CODE_JOB_SEALED: ValueError,
+    _wire.CODE_LOCK_BUSY: RuntimeError,  # handled by the callers: call again
+    _wire.CODE_RELEASED_TOO_MANY: ValueError,
+    _wire.CODE_TOO_MANY_WAITERS: RuntimeError,
 }
 
 

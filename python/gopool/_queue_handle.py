@@ -8,7 +8,11 @@ on each side, whatever the item's size. The core's API is
 ``pybind/queue.go``; results of its blocking calls: put returns what it put
 (0 when the queue stayed full), get the number of bytes of the item, -1
 when the queue stayed empty, or -(need+1) when the item needs a larger
-buffer.
+buffer. Waiting for a queue lock is not waiting for room or items: when a
+live process held the lock longer than the core waits for it, the call
+fails with CODE_LOCK_BUSY and is made again (``_unbusy``), so that
+``queue.Full`` and ``queue.Empty`` mean full and empty, also for
+``put_nowait()`` and ``get_nowait()``.
 """
 
 from __future__ import annotations
@@ -50,6 +54,24 @@ def _error(exc: BaseException) -> BaseException:
             "bounded queue (maxsize) so that put() waits instead"
         )
     return exc
+
+
+_BUSY = f"E{core._wire.CODE_LOCK_BUSY}: "
+
+
+def _unbusy(func: Any, *args: Any) -> Any:
+    """func(*args), a queue call whose last argument is its timeout (ms),
+    called again with timeout 0 for as long as the core reports that a live
+    process held the queue's lock for too long (stopped, or copying a huge
+    item): that is neither full nor empty. Signals are handled between
+    the calls."""
+    while True:
+        try:
+            return func(*args)
+        except RuntimeError as exc:
+            if not str(exc).startswith(_BUSY):
+                raise
+        args = args[:-1] + (0,)
 
 
 def _qcall(func, *args):
@@ -138,10 +160,16 @@ class QueueHandle:
         """Put the n bytes already written to buf, waiting as put() says."""
         put = lib.QueuePut
         try:
-            if put(self.id, buf.id, n, 0):
-                return
+            try:
+                if put(self.id, buf.id, n, 0):
+                    return
+            except RuntimeError as exc:
+                if not str(exc).startswith(_BUSY):
+                    raise
+                if _unbusy(put, self.id, buf.id, n, 0):
+                    return
             for ms in slices(block, timeout):
-                if ms and put(self.id, buf.id, n, ms):
+                if ms and _unbusy(put, self.id, buf.id, n, ms):
                     return
         except RuntimeError as exc:
             raise self._put_error(exc, n) from None
@@ -163,14 +191,23 @@ class QueueHandle:
                 pos += 8 + n
             put_many = lib.QueuePutMany
             try:
-                done = put_many(self.id, buf.id, 0, total, 0)
+                done = _unbusy(put_many, self.id, buf.id, 0, total, 0)
                 if done == total:
                     return
                 for ms in slices(block, timeout):
                     if ms:
-                        done += put_many(self.id, buf.id, done, total, ms)
+                        done += _unbusy(put_many, self.id, buf.id, done, total, ms)
                         if done == total:
                             return
+                # Out of time: what fits now goes in (a call may stop early
+                # when a lock is busy: only one that puts nothing means full).
+                while True:
+                    got = _unbusy(put_many, self.id, buf.id, done, total, 0)
+                    if not got:
+                        break
+                    done += got
+                    if done == total:
+                        return
             except RuntimeError as exc:
                 raise self._put_error(exc, max(map(len, items))) from None
         finally:
@@ -202,7 +239,12 @@ class QueueHandle:
             return self._get_slow(-1, block, timeout)
         buf = take_buffer()
         try:
-            n = lib.QueueGet(self.id, buf.id, ms)
+            try:
+                n = lib.QueueGet(self.id, buf.id, ms)
+            except RuntimeError as exc:
+                if not str(exc).startswith(_BUSY):
+                    raise
+                n = _unbusy(lib.QueueGet, self.id, buf.id, 0)
             if n >= 0:
                 return loads(buf.view[:n])
         except RuntimeError as exc:
@@ -225,11 +267,11 @@ class QueueHandle:
             buf = take_buffer(size)
             try:
                 try:
-                    n = get(self.id, buf.id, 0)
+                    n = _unbusy(get, self.id, buf.id, 0)
                     if n == -1:
                         for ms in waits:
                             if ms:
-                                n = get(self.id, buf.id, ms)
+                                n = _unbusy(get, self.id, buf.id, ms)
                                 if n != -1:
                                     break
                 except RuntimeError as exc:
@@ -252,11 +294,11 @@ class QueueHandle:
             buf = take_buffer(size)
             try:
                 try:
-                    n = get_many(self.id, buf.id, max_items, 0)
+                    n = _unbusy(get_many, self.id, buf.id, max_items, 0)
                     if n == -1:
                         for ms in waits:
                             if ms:
-                                n = get_many(self.id, buf.id, max_items, ms)
+                                n = _unbusy(get_many, self.id, buf.id, max_items, ms)
                                 if n != -1:
                                     break
                 except RuntimeError as exc:

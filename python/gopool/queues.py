@@ -27,6 +27,12 @@ Differences from the stdlib (which buffers items in a feeder thread):
   ``ValueError``.
 - ``qsize()``, ``empty()`` and ``full()`` are exact at the moment of the
   call, on every platform; they still work after ``close()``.
+- ``queue.Full`` means full and ``queue.Empty`` means empty, also without
+  blocking: ``put_nowait()`` and ``get_nowait()`` wait for a queue lock that
+  another live process holds (for microseconds; a dead holder's lock is
+  taken over), never for room or items. The stdlib's ``get_nowait()``
+  raises ``queue.Empty`` on a queue with items when another process holds
+  its read lock.
 - ``join_thread()`` raises ``AssertionError`` when the queue is not closed
   even under ``python -O``.
 - Extensions: ``put_many(items)`` and ``get_many(max_items, timeout)`` move

@@ -145,7 +145,8 @@ func TestSemaphoreBasics(t *testing.T) {
 	if s.Value() != 2 || s.Max() != SemaphoreValueMax {
 		t.Fatalf("value %d max %d", s.Value(), s.Max())
 	}
-	if !s.Acquire(0) || !s.Acquire(0) || s.Acquire(0) {
+	first, second, third := s.Acquire(0), s.Acquire(0), s.Acquire(0)
+	if !first || !second || third {
 		t.Fatal("two permits, three acquired (or fewer than two)")
 	}
 	if s.Value() != 0 || s.Held() != 2 {

@@ -224,7 +224,7 @@ class ApplyResult:
         if not self._done:
             loop = asyncio.get_running_loop()
             done = loop.create_future()
-            self._on_complete(lambda: loop.call_soon_threadsafe(_resolve, done))
+            self._on_complete(lambda: _resolve_from_thread(loop, done))
             try:
                 await done
             except asyncio.CancelledError:
@@ -377,6 +377,13 @@ _hooks_lock = threading.Lock()
 def _resolve(future: "asyncio.Future[None]") -> None:
     if not future.done():
         future.set_result(None)
+
+
+def _resolve_from_thread(loop: asyncio.AbstractEventLoop, future: "asyncio.Future[None]") -> None:
+    try:
+        loop.call_soon_threadsafe(_resolve, future)
+    except RuntimeError:
+        pass  # the loop is closed: nobody awaits any more
 
 
 class MapResult(ApplyResult):

@@ -144,3 +144,38 @@ def test_a_killed_zygote_fails_only_running_tasks_and_the_pool_heals(make_pool, 
     assert p.apply(tasks.square, (5,)) == 25
     [new] = [w.pid for w in p.workers()]
     assert _ppid(new) != zygote
+
+
+@pytest.mark.timeout(30)
+def test_a_worker_holds_no_descriptor_but_stdio(make_pool):
+    # Its channel and doorbell are mapped and closed; nothing of the zygote
+    # or of the parent leaks into it.
+    p = make_pool(1)
+    fds = p.apply(tasks.open_fds)
+    assert sorted(fds) == [0, 1, 2], fds
+
+
+def _report_fds(path):
+    with open(path, "w") as f:
+        f.write(repr(tasks.open_fds()))
+
+
+@pytest.mark.timeout(30)
+def test_a_child_holds_its_pipes_and_what_it_inherits_only(tmp_path):
+    out = tmp_path / "fds"
+    child = gopool.Process(target=_child_fds, args=(str(out),))
+    child.start()
+    child.join(20)
+    assert child.exitcode == 0
+    fds = eval(out.read_text())
+    # stdio, fd 3 (from the parent: the parent sentinel), fd 4 (its own
+    # sentinel's write end), and the stdin that Process sets up: nothing
+    # of the zygote's or of the parent's.
+    assert fds[3].startswith("pipe:") and fds[4].startswith("pipe:"), repr(fds)
+    assert all(what == "/dev/null" for fd, what in fds.items() if fd > 4), repr(fds)
+
+
+def _child_fds(path):
+    fds = tasks.open_fds()
+    with open(path, "w") as f:
+        f.write(repr(fds))

@@ -40,7 +40,7 @@ def main():
     ap.add_argument("--dist", default=os.path.join(ROOT, "dist"))
     ap.add_argument("--work", default=os.path.join(ROOT, "build", "wheel-test"))
     ap.add_argument("--min-tests", type=int, default=100)
-    ap.add_argument("--deps", default="pytest pytest-timeout ipython uvloop tqdm", help="test tools, from the index")
+    ap.add_argument("--deps", default="pytest pytest-timeout ipython uvloop tqdm nbclient nbformat ipykernel ipywidgets", help="test tools, from the index")
     ap.add_argument("--pytest-args", default="-q -p no:cacheprovider -ra")
     ap.add_argument("--installed", action="store_true", help="test this interpreter's gopool")
     args = ap.parse_args()
@@ -85,6 +85,9 @@ def test_installed(venv, vpy, work, args, what="gopool"):
     try:
         tests = os.path.join(tmp, "tests")
         shutil.copytree(TESTS, tests, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", ".pytest_cache"))
+        examples = os.path.join(os.path.dirname(TESTS), "examples")
+        if os.path.isdir(examples):  # tests/test_examples.py runs them
+            shutil.copytree(examples, os.path.join(tmp, "examples"))
         run([vpy, os.path.join(tests, "wheel", "smoke.py")], env=env, cwd=tmp, check=True)
         junit = os.path.join(work, "junit.xml")
         rc = run([vpy, "-m", "pytest"] + args.pytest_args.split() + ["--junitxml=" + junit, "."],

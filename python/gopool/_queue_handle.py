@@ -25,7 +25,7 @@ from typing import Any, List, Optional
 
 from gopool import _binding as core
 from gopool import _serialize as ser
-from gopool._binding import Buffer, SLICE_MS, call, check_not_forked, lib, slices, take_buffer
+from gopool._binding import Buffer, SLICE_MS, _local, call, check_not_forked, lib, slices, take_buffer
 
 PROTOCOL = ser.PROTOCOL
 _U64 = struct.Struct("<Q")
@@ -118,17 +118,28 @@ class QueueHandle:
 
     def put(self, obj: Any, block: bool, timeout: Optional[float]) -> None:
         """Pickle obj and put it; queue.Full if it does not fit in time."""
-        check_not_forked()
+        # The hot path of every put: checks and calls kept inline.
+        if core._forked_child:
+            check_not_forked()
         kind = type(obj)
         if kind is bytes and len(obj) >= _DIRECT_BYTES:
             self._put_bytes_direct(obj, block, timeout)
             return
         data = pickle.dumps(obj, PROTOCOL) if kind in _PLAIN else dumps(obj)
         n = len(data)
-        self._check_size(n)
-        buf = take_buffer(n)
+        if n > _MAX_CHECKED:
+            self._check_size(n)
+        buf = getattr(_local, "buffer", None)
+        if buf is None or buf.busy or buf.size < n:
+            buf = take_buffer(n)
+        buf.busy = True
         try:
             buf.view[:n] = data
+            try:
+                if lib.QueuePut(self.id, buf.id, n, 0):
+                    return
+            except RuntimeError:
+                pass  # a busy lock, or an error: the slow path tells
             self._put_filled(buf, n, block, timeout)
         finally:
             buf.busy = False
@@ -230,14 +241,18 @@ class QueueHandle:
 
     def get(self, block: bool, timeout: Optional[float]) -> Any:
         """Take one item and unpickle it; queue.Empty if none comes in time."""
-        check_not_forked()
+        if core._forked_child:
+            check_not_forked()
         if not block:
             ms = 0
         elif timeout is None:
             ms = SLICE_MS
         else:
             return self._get_slow(-1, block, timeout)
-        buf = take_buffer()
+        buf = getattr(_local, "buffer", None)
+        if buf is None or buf.busy:
+            buf = take_buffer()
+        buf.busy = True
         try:
             try:
                 n = lib.QueueGet(self.id, buf.id, ms)

@@ -55,6 +55,9 @@ class _GoPopen:
         self.pid = int(core.call(core.lib.ChildPid, self._id))
         self.sentinel = int(core.call(core.lib.ChildSentinel, self._id))
         self._release = weakref.finalize(self, _release_child, self._id)
+        # Not at interpreter exit: multiprocessing's exit handler still has
+        # to terminate, join and poll the children then.
+        self._release.atexit = False
 
     def _wait(self, timeout_ms: int) -> Optional[int]:
         core.check_not_forked()

@@ -15,7 +15,7 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 
 build: $(PY)
-	$(PY) -m pip install -q --disable-pip-version-check . pytest pytest-timeout ipython
+	$(PY) -m pip install -q --disable-pip-version-check . pytest pytest-timeout ipython dask parmap
 
 test: build test-go test-py
 

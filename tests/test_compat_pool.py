@@ -195,6 +195,24 @@ def test_parmap_with_a_gopool_pool_and_progress_bar(make_pool):
     p = make_pool(2)
     out = parmap.map(ct.add, range(20), 5, pm_pool=p, pm_pbar={"total": 20}, pm_chunksize=3)
     assert out == [x + 5 for x in range(20)]
-    out = parmap.map(ct.inc, range(20), pm_pool=p, pm_pbar=Bar)
-    assert out == list(range(1, 21))
-    assert sum(reported) == 20
+    # 24 items on 2 workers: parmap picks chunks of 3, and its bar counts
+    # _number_left * chunksize items left.
+    out = parmap.map(ct.inc, range(24), pm_pool=p, pm_pbar=Bar)
+    assert out == list(range(1, 25))
+    assert sum(reported) == 24
+
+
+# -- found by CPython's suite (test_cpython_mp.py) ------------------------------------
+
+
+@pytest.mark.parametrize("cls", [gopool.Pool, gopool.ThreadPool])
+def test_map_async_of_one_item_with_callbacks(make_pool, cls):
+    """_TestPool.test_map_async_callbacks: the job is sealed after its only
+    chunk was delivered; the callback must still run and wait() return."""
+    p = make_pool(4, cls=cls)
+    for _ in range(20):
+        calls = []
+        result = p.map_async(int, ["1"], callback=calls.append, error_callback=calls.append)
+        result.wait(30)
+        assert result.ready()
+        assert calls == [[1]]

@@ -15,7 +15,6 @@ import multiprocessing.context
 import multiprocessing.dummy
 import os
 import pickle
-import queue
 import stat
 import subprocess
 import sys

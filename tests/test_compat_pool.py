@@ -150,17 +150,17 @@ def test_number_left_after_terminate(make_pool):
 
 @pytest.mark.parametrize("cls", [gopool.Pool, gopool.ThreadPool])
 def test_dask_multiprocessing_get_with_a_gopool_pool(make_pool, cls):
-    dask_multiprocessing = pytest.importorskip("dask.multiprocessing")
+    import dask.multiprocessing
     from dask.local import MultiprocessingPoolExecutor
 
     p = make_pool(2, cls=cls)
     graph = {"a": 1, "b": (ct.inc, "a"), "c": (ct.add, "a", "b"), "d": (ct.add, "c", "c")}
-    assert dask_multiprocessing.get(graph, ["b", "c", "d"], pool=p) == (2, 3, 6)
+    assert dask.multiprocessing.get(graph, ["b", "c", "d"], pool=p) == (2, 3, 6)
     assert MultiprocessingPoolExecutor(p)._max_workers == 2
 
 
 def test_dask_config_thread_pool(make_pool):
-    dask = pytest.importorskip("dask")
+    import dask
     import dask.threaded
 
     p = make_pool(4, cls=gopool.ThreadPool)
@@ -173,7 +173,7 @@ def test_dask_config_thread_pool(make_pool):
 
 
 def test_parmap_with_a_gopool_pool_and_progress_bar(make_pool):
-    parmap = pytest.importorskip("parmap")
+    import parmap
 
     reported = []
 

@@ -167,7 +167,7 @@ class _MainOnDemand:
 
     def __init__(self, kind: str, where: str):
         self._source = {"init_main_from_" + kind: where}
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # a lookup made by the import itself
         self._tried = False
 
     def __call__(self, name: str) -> Any:

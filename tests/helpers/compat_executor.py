@@ -13,6 +13,12 @@ import sys
 
 import gopool as multiprocessing
 
+import __main__
+
+# Run again in each worker when it imports this module for the executor's
+# tasks: a lookup in __main__ made by that import itself must not wait for it.
+PROBE = getattr(__main__, "not_defined_anywhere", None)
+
 class Point:
     """A class of ``__main__``, sent by reference."""
 

@@ -16,7 +16,7 @@ STATICCHECK := v0.8.2
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 
-TEST_DEPS := pytest pytest-timeout ipython uvloop tqdm nbclient nbformat ipykernel ipywidgets
+TEST_DEPS := pytest pytest-timeout ipython uvloop tqdm nbclient nbformat ipykernel ipywidgets dask parmap
 
 build: $(PY)
 	$(PY) -m pip install -q --disable-pip-version-check . $(TEST_DEPS)

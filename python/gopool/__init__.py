@@ -1,8 +1,18 @@
 """gopool: Python's multiprocessing API with a Go core.
 
-Swap ``import multiprocessing`` for ``import gopool``. Names are loaded on
-first use, so a worker process that imports ``gopool._worker`` does not load
-the Go runtime.
+Swap ``import multiprocessing`` for ``import gopool`` (or write ``import
+gopool as multiprocessing``): every public name of ``multiprocessing`` is
+here. ``Pool``, ``ThreadPool``, ``Process``, the queues, ``Event`` and the
+locks are gopool's; ``get_context()`` gives a context whose objects are
+gopool's (see ``gopool.context``); ``Pipe``, ``Manager``, ``Value``,
+``Array``, ``RawValue``, ``RawArray``, the logging helpers and the
+submodules ``connection``, ``managers``, ``sharedctypes``,
+``shared_memory``, ``heap``, ``reduction`` and ``util`` are the stdlib's,
+bound to gopool's context so that they work with gopool's processes;
+``gopool.dummy`` is ``multiprocessing.dummy`` with gopool's ThreadPool.
+
+Names are loaded on first use, so a worker process that imports
+``gopool._worker`` does not load the Go runtime.
 """
 
 from __future__ import annotations
@@ -37,7 +47,29 @@ __all__ = [
     "BoundedSemaphore",
     "Condition",
     "Barrier",
+    "AuthenticationError",
+    "BufferTooShort",
+    "get_context",
+    "get_start_method",
+    "set_start_method",
+    "get_all_start_methods",
+    "set_executable",
+    "set_forkserver_preload",
+    "freeze_support",
+    "Pipe",
+    "Manager",
+    "Value",
+    "Array",
+    "RawValue",
+    "RawArray",
+    "get_logger",
+    "log_to_stderr",
+    "allow_connection_pickling",
+    "reducer",
 ]
+
+SUBDEBUG = 5
+SUBWARNING = 25
 
 _LAZY = {
     "Pool": "gopool.pool",
@@ -64,6 +96,41 @@ _LAZY = {
     "BoundedSemaphore": "gopool.synchronize",
     "Condition": "gopool.synchronize",
     "Barrier": "gopool.synchronize",
+    "AuthenticationError": "gopool.context",
+    "BufferTooShort": "gopool.context",
+    "get_context": "gopool.context",
+    "get_start_method": "gopool.context",
+    "set_start_method": "gopool.context",
+    "get_all_start_methods": "gopool.context",
+    "set_executable": "gopool.context",
+    "set_forkserver_preload": "gopool.context",
+}
+
+# Methods of the default context, as in ``multiprocessing``: bound to
+# gopool's context when first used (it decides how they start processes).
+_CONTEXT_METHODS = frozenset({
+    "freeze_support",
+    "Pipe",
+    "Manager",
+    "Value",
+    "Array",
+    "RawValue",
+    "RawArray",
+    "get_logger",
+    "log_to_stderr",
+    "allow_connection_pickling",
+    "reducer",
+})
+
+# Submodules, loaded as attributes on first use: gopool's own, and the
+# stdlib's that gopool uses as they are (``gopool.connection`` is
+# ``multiprocessing.connection`` itself).
+_SUBMODULES = {
+    name: "gopool." + name
+    for name in (
+        "pool", "process", "queues", "synchronize", "context", "dummy",
+        "connection", "managers", "sharedctypes", "shared_memory", "heap", "reduction", "util",
+    )
 }
 
 
@@ -77,12 +144,19 @@ def cpu_count() -> int:
 
 def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
-    if module is None:
+    if module is not None:
+        value = getattr(importlib.import_module(module), name)
+    elif name in _CONTEXT_METHODS:
+        from gopool.context import _contexts
+
+        value = getattr(_contexts["spawn"], name)
+    elif name in _SUBMODULES:
+        value = importlib.import_module(_SUBMODULES[name])
+    else:
         raise AttributeError(f"module 'gopool' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
     globals()[name] = value
     return value
 
 
 def __dir__():
-    return sorted(set(globals()) | set(__all__))
+    return sorted(set(globals()) | set(__all__) | set(_SUBMODULES))

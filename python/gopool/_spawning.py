@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 from multiprocessing import context, process
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 from gopool import _serialize as ser
 from gopool import _wire
@@ -45,8 +46,14 @@ class Spawning:
         return FIRST_INHERITED_FD + self.fds.index(fd)
 
     def dumps(self, obj: Any) -> bytes:
+        """Pickle obj for the new process. If this process runs the stdlib's
+        resource tracker, the new process shares it (as spawned children
+        do): it is set up before anything in obj is unpickled."""
         from multiprocessing.reduction import ForkingPickler
 
+        tracker_fd = _resource_tracker_fd()
+        if tracker_fd is not None:
+            obj = _TrackerFirst(self.duplicate_for_child(tracker_fd), obj)
         previous = context.get_spawning_popen()
         context.set_spawning_popen(self)
         try:
@@ -55,14 +62,78 @@ class Spawning:
             context.set_spawning_popen(previous)
 
 
+def _resource_tracker_fd() -> Optional[int]:
+    """The descriptor of the stdlib's resource tracker, if one runs for this
+    process (it is started on first need: a SharedMemory, a named lock)."""
+    tracker = sys.modules.get("multiprocessing.resource_tracker")
+    if tracker is None:
+        return None
+    return tracker._resource_tracker._fd
+
+
+class _TrackerFirst:
+    """Pickles as obj, after a step that makes the new process use its
+    parent's resource tracker: segments and semaphores that the child
+    opens are then removed when the parent's tracker ends, not when the
+    child exits (a tracker of the child's own would remove them then)."""
+
+    def __init__(self, fd_in_child: int, obj: Any):
+        self.fd_in_child = fd_in_child
+        self.obj = obj
+
+    def __reduce__(self):
+        # A tuple's items are unpickled in order: the tracker first.
+        return (_second, (_UseTracker(self.fd_in_child), self.obj))
+
+
+class _UseTracker:
+    def __init__(self, fd: int):
+        self.fd = fd
+
+    def __reduce__(self):
+        return (_use_resource_tracker, (self.fd,))
+
+
+def _use_resource_tracker(fd: int) -> None:
+    from multiprocessing import resource_tracker
+
+    if resource_tracker._resource_tracker._fd is None:
+        resource_tracker._resource_tracker._fd = fd
+
+
+def _second(_: Any, obj: Any) -> Any:
+    return obj
+
+
 def preparation() -> Dict[str, Any]:
     """What a child needs from its parent before it unpickles anything."""
-    return {
+    data = {
         "sys_path": list(sys.path),
         "sys_argv": list(sys.argv),
         "authkey": bytes(process.current_process().authkey),
         "parent_name": process.current_process().name,
     }
+    gopool_context = sys.modules.get("gopool.context")
+    if gopool_context is not None:
+        data["start_method"] = gopool_context.get_start_method(allow_none=True)
+    data["main"] = _main_module_source()
+    return data
+
+
+def _main_module_source() -> Optional[Tuple[str, str]]:
+    """Where the parent's ``__main__`` comes from, as the stdlib's spawn
+    finds it: ("name", module) for ``python -m module``, ("path", file) for
+    a script, None for an interactive session or ``python -c``."""
+    main = sys.modules.get("__main__")
+    name = getattr(getattr(main, "__spec__", None), "name", None)
+    if name is not None:
+        return ("name", name)
+    path = getattr(main, "__file__", None)
+    if path is None:
+        return None
+    if not os.path.isabs(path) and process.ORIGINAL_DIR is not None:
+        path = os.path.join(process.ORIGINAL_DIR, path)
+    return ("path", os.path.normpath(path))
 
 
 def prepare(data: Dict[str, Any]) -> None:
@@ -72,6 +143,79 @@ def prepare(data: Dict[str, Any]) -> None:
     current = process.current_process()
     current.authkey = data["authkey"]
     current.name = data["parent_name"]
+    if data.get("start_method") is not None:
+        from gopool import context as gopool_context
+
+        gopool_context.set_start_method(data["start_method"], force=True)
+    if data.get("main") is not None:
+        main = sys.modules["__main__"]
+        main.__getattr__ = _MainOnDemand(*data["main"])
+
+
+class _MainOnDemand:
+    """The ``__getattr__`` of a child's ``__main__``.
+
+    A child does not run its parent's main module, unlike the stdlib's
+    spawn: what gopool sends from ``__main__`` travels by value. Objects
+    pickled by the stdlib (a ``concurrent.futures`` task on its call queue,
+    a ``Connection.send()``) name ``__main__.f`` by reference, though: the
+    first lookup of a name the child's ``__main__`` lacks imports the
+    parent's main module as ``__mp_main__``, as spawn does at start (so
+    its ``if __name__ == "__main__":`` part does not run), and makes it the
+    child's ``__main__``.
+    """
+
+    def __init__(self, kind: str, where: str):
+        self._source = {"init_main_from_" + kind: where}
+        self._lock = threading.RLock()  # a lookup made by the import itself
+        self._tried = False
+
+    def __call__(self, name: str) -> Any:
+        if not name.startswith("__"):
+            with self._lock:
+                tried, self._tried = self._tried, True
+                if not tried:
+                    self._import_main()
+            main = sys.modules["__main__"]
+            if main.__dict__.get("__getattr__") is not self:
+                return getattr(main, name)
+        raise AttributeError(f"module '__main__' has no attribute {name!r}")
+
+    def _import_main(self) -> None:
+        from multiprocessing import spawn
+
+        current = process.current_process()
+        inheriting = getattr(current, "_inheriting", False)
+        current._inheriting = True  # starting a process now is an error
+        try:
+            spawn.prepare(self._source)
+        finally:
+            current._inheriting = inheriting
+
+
+def check_not_importing_main() -> None:
+    """Refuse to start a process while the main module is being imported
+    in a child (a script without the ``if __name__ == "__main__":``
+    guard would otherwise start processes without end), as the stdlib's
+    spawn does."""
+    if getattr(process.current_process(), "_inheriting", False):
+        raise RuntimeError(
+            "An attempt has been made to start a new process before the current process "
+            "has finished its bootstrapping phase: the main module is being imported in a "
+            "child process, and it starts processes at import. Guard the code that starts "
+            "them with 'if __name__ == \"__main__\":' (see \"Safe importing of main module\" "
+            "in the multiprocessing documentation)."
+        )
+
+
+_executable: Optional[str] = None  # set_executable(); None: sys.executable
+
+
+def set_executable(executable: Union[str, bytes, "os.PathLike[str]"]) -> None:
+    """Run the interpreter of the processes the core starts from executable
+    instead of sys.executable."""
+    global _executable
+    _executable = os.fsdecode(executable)
 
 
 def pack_fds(fds: List[int]) -> bytes:
@@ -84,9 +228,10 @@ def _python_command(code: str) -> List[str]:
     environment says)."""
     import subprocess
 
+    check_not_importing_main()
     package_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     code = f"import sys; sys.path.insert(0, {package_parent!r}); {code}"
-    return [sys.executable, *subprocess._args_from_interpreter_flags(), "-c", code]
+    return [_executable or sys.executable, *subprocess._args_from_interpreter_flags(), "-c", code]
 
 
 def worker_command(entry_module: str) -> List[str]:

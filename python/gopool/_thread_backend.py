@@ -239,7 +239,9 @@ class ThreadBackend:
         del job.ready[:n]
         job.acked += n
         job.lent -= n
-        if not job.ready and job.complete():
+        # A job with news announced (sealed since its results were lent)
+        # is forgotten once the callback thread has collected that news.
+        if not job.ready and job.complete() and not job.announced:
             self._jobs.pop(job_id, None)
 
     def ack(self, job_id: int, handled: int) -> None:

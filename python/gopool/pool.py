@@ -14,6 +14,13 @@ work; there they do better, and say so:
 - an initializer that raises fails every task with that exception instead of
   respawning workers forever;
 - ``chunksize < 1`` raises ``ValueError`` for every method.
+
+Compatibility surface: ``Pool`` is a ``multiprocessing.pool.Pool`` and
+``ThreadPool`` a ``multiprocessing.pool.ThreadPool`` for ``isinstance``
+checks (neither runs the stdlib's ``__init__``, queues or threads);
+``pool._pool`` is a list of read-only views of the live workers, and
+``MapResult._number_left`` the number of chunks not finished yet, as
+libraries such as dask and parmap read them.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ import types
 import warnings
 import weakref
 from collections import deque
+from multiprocessing import pool as _mp_pool
 from typing import Any, Callable, Dict, Generator, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 from gopool import _binding as core
@@ -397,12 +405,25 @@ class MapResult(ApplyResult):
         self._chunksize = chunksize
         self._failed_index: Optional[int] = None
         self._progress = _Progress.make(progress, length)
-        self._counted: set = set()
-        self._number_of_chunks = -(-length // chunksize) if chunksize > 0 else 0
+        chunks = -(-length // chunksize) if chunksize > 0 else 0
+        self._chunks_left = chunks
+        self._arrived = bytearray(chunks)  # 1 for each chunk that has reported
         if chunksize <= 0:  # an empty input: complete now (the callback gets [])
             self._complete()
 
+    @property
+    def _number_left(self) -> int:
+        """The number of chunks not finished yet, counting down to 0 (the
+        stdlib's attribute, read by progress bars: compatibility surface)."""
+        if not self._done and not self._by_pump:
+            self._collect(deadline=time.monotonic())
+        return 0 if self._done else self._chunks_left
+
     def _set(self, index: int, ok: bool, value: Any) -> None:
+        first = index < len(self._arrived) and not self._arrived[index]  # a chunk lent again counts once
+        if first:
+            self._arrived[index] = 1
+            self._chunks_left -= 1
         if not self._success:
             if index == self._failed_index:  # the same failure, lent again
                 self._value = value
@@ -410,8 +431,7 @@ class MapResult(ApplyResult):
         if ok:
             start = index * self._chunksize
             self._value[start : start + len(value)] = value
-            if self._progress is not None and index not in self._counted:
-                self._counted.add(index)  # a chunk lent again counts once
+            if first and self._progress is not None:
                 self._progress.update(len(value))
         else:
             self._success, self._value, self._failed_index = False, value, index
@@ -766,7 +786,42 @@ class _CallbackPump:
 _live_pools: "weakref.WeakSet[Pool]" = weakref.WeakSet()
 
 
-class Pool:
+class _WorkerView:
+    """One worker as ``pool._pool`` lists it (the stdlib lists its worker
+    Process objects there): read-only, with the attributes of a Process
+    that libraries read. ``pid`` is a thread's ident in a ThreadPool."""
+
+    __slots__ = ("_pid", "_pool_ref")
+
+    daemon = True
+
+    def __init__(self, pool: "Pool", pid: int):
+        self._pid = pid
+        self._pool_ref = weakref.ref(pool)
+
+    @property
+    def pid(self) -> int:
+        return self._pid
+
+    ident = pid
+
+    @property
+    def name(self) -> str:
+        return f"PoolWorker-{self._pid}"
+
+    def is_alive(self) -> bool:
+        """Whether the worker is still one of its pool's live workers."""
+        pool = self._pool_ref()
+        try:
+            return pool is not None and any(row[0] == self._pid for row in pool._backend.workers())
+        except Exception:  # the pool was released
+            return False
+
+    def __repr__(self) -> str:
+        return f"<{self.name} {'alive' if self.is_alive() else 'gone'}>"
+
+
+class Pool(_mp_pool.Pool):
     """A pool of worker processes, with the API of ``multiprocessing.Pool``.
 
     Workers are started by gopool's Go core with fork+exec of this
@@ -774,6 +829,9 @@ class Pool:
     pickle; what pickle cannot send by reference (lambdas, closures,
     functions defined in ``__main__`` or a notebook) travels by value with
     cloudpickle. ``context`` is accepted for compatibility and ignored.
+
+    A ``multiprocessing.pool.Pool`` for ``isinstance`` checks; none of the
+    stdlib class's code runs (see the module's documentation).
     """
 
     def __init__(
@@ -1045,8 +1103,16 @@ class Pool:
         """How many submitted tasks wait for a worker."""
         return self._backend.queued()
 
+    @property
+    def _pool(self) -> List[_WorkerView]:
+        """Read-only views of the live workers (the stdlib's list of worker
+        processes, whose length libraries read: compatibility surface)."""
+        if self._backend is None:
+            return []
+        return [_WorkerView(self, row[0]) for row in self._backend.workers()]
 
-class ThreadPool(Pool):
+
+class ThreadPool(Pool, _mp_pool.ThreadPool):
     """A pool of worker threads with the Pool API (``multiprocessing.pool.ThreadPool``).
 
     Arguments and results are not pickled. ``terminate()`` does more than the

@@ -9,10 +9,14 @@ close(), is_alive(), ``active_children()``, ``current_process()`` and
 
 - the target and arguments travel by pickle, with cloudpickle for what pickle
   cannot send by reference (lambdas, functions defined in ``__main__``), so
-  ``__main__`` is not re-imported in the child;
+  ``__main__`` is not re-imported in the child (unless an object pickled by
+  the stdlib names it: see ``gopool._spawning``);
 - ``terminate()``/``kill()`` before ``start()`` raise ``ValueError('process
   not started')`` instead of the stdlib's accidental AttributeError;
 - a child dies when its parent dies, even by SIGKILL: no orphans.
+
+At interpreter exit, multiprocessing's exit handler terminates the daemonic
+children and joins the others, as with the stdlib.
 """
 
 from __future__ import annotations
@@ -52,6 +56,9 @@ class _GoPopen:
         self.pid = int(core.call(core.lib.ChildPid, self._id))
         self.sentinel = int(core.call(core.lib.ChildSentinel, self._id))
         self._release = weakref.finalize(self, _release_child, self._id)
+        # Not at interpreter exit: multiprocessing's exit handler still has
+        # to terminate, join and poll the children then.
+        self._release.atexit = False
 
     def _wait(self, timeout_ms: int) -> Optional[int]:
         core.check_not_forked()

@@ -70,7 +70,10 @@ stdlib.
 
 from __future__ import annotations
 
+import os
+import time
 import types
+import weakref
 from multiprocessing import context as _mp_context
 from typing import Any, Iterable, List, Optional
 
@@ -237,6 +240,97 @@ class JoinableQueue(Queue):
         self._handle.join()
 
 
+class _Doorbell:
+    """A pipe that is readable whenever a waitable SimpleQueue may hold an
+    item, so that the queue can be waited on with select() and
+    ``multiprocessing.connection.wait()`` like the stdlib's.
+
+    Every put rings it (writes a byte; a full pipe is readable already).
+    After every get the taker drains it, then rings it again if items are
+    left: whatever the interleaving, a queue with items has a readable pipe
+    (a readable pipe may, for a moment, stand for an item another process
+    has just taken).
+    """
+
+    def __init__(self, read_fd: int, write_fd: int):
+        os.set_blocking(read_fd, False)
+        os.set_blocking(write_fd, False)
+        self.read_fd, self.write_fd = read_fd, write_fd
+        self.close = weakref.finalize(self, _close_fds, read_fd, write_fd)
+
+    @classmethod
+    def create(cls) -> "_Doorbell":
+        return cls(*os.pipe())
+
+    def ring(self) -> None:
+        try:
+            os.write(self.write_fd, b"\0")
+        except BlockingIOError:  # full: readable anyway
+            pass
+
+    def after_get(self, handle: QueueHandle) -> None:
+        """Drain the pipe, then ring it again if the queue still holds items."""
+        try:
+            while os.read(self.read_fd, 4096):
+                pass
+        except BlockingIOError:
+            pass
+        if handle.size() > 0:
+            self.ring()
+
+
+def _close_fds(*fds: int) -> None:
+    for fd in fds:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+
+
+class _QueueReader:
+    """The ``_reader`` of a waitable SimpleQueue: what the stdlib's users of
+    ``SimpleQueue._reader`` need of a connection (``fileno()`` for
+    ``multiprocessing.connection.wait()``, ``poll()``, ``recv()``)."""
+
+    def __init__(self, queue: "SimpleQueue"):
+        self._queue = queue
+
+    def fileno(self) -> int:
+        self._queue._check_closed()
+        return self._queue._doorbell.read_fd
+
+    def poll(self, timeout: Optional[float] = 0.0) -> bool:
+        """Whether an item can be taken, waiting up to timeout seconds (None:
+        as long as it takes) for one."""
+        from multiprocessing.connection import wait
+
+        deadline = None if timeout is None else time.monotonic() + max(timeout, 0.0)
+        while True:
+            if not self._queue.empty():
+                return True
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                return False
+            wait([self], left)
+
+    def recv(self) -> Any:
+        """The next item (``SimpleQueue.get()``)."""
+        return self._queue.get()
+
+    def close(self) -> None:
+        self._queue.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._queue._closed
+
+
+def _rebuild_waitable(cls: type, fd: int, read_fd: int, write_fd: int) -> Any:
+    obj = cls.__new__(cls)
+    obj._setup(QueueHandle.open(fd), _Doorbell(read_fd, write_fd))
+    return obj
+
+
 class SimpleQueue(_Shared):
     """An unbounded process-shared FIFO queue with only ``put()``, ``get()``,
     ``empty()`` and ``close()`` (``multiprocessing.SimpleQueue``).
@@ -244,14 +338,40 @@ class SimpleQueue(_Shared):
     After ``close()`` its methods raise ``OSError('handle is closed')``, as
     the stdlib's do. The same shared ring, crash safety and data-loss rule
     as Queue (see the module's documentation).
+
+    The SimpleQueue of a gopool context (``gopool.get_context().
+    SimpleQueue()``) can also be waited on as the stdlib's can: its
+    ``_reader`` has ``fileno()``, ``poll()`` and ``recv()``, which
+    ``concurrent.futures.ProcessPoolExecutor`` uses. Each of its puts and
+    gets costs a system call more.
     """
 
-    def __init__(self, *, _ring_size: int = 0):
-        self._setup(QueueHandle.create(0, _ring_size))
+    def __init__(self, *, _ring_size: int = 0, _waitable: bool = False):
+        self._setup(QueueHandle.create(0, _ring_size), _Doorbell.create() if _waitable else None)
 
-    def _setup(self, handle: QueueHandle) -> None:
+    def _setup(self, handle: QueueHandle, doorbell: Optional[_Doorbell] = None) -> None:
         self._handle = handle
         self._closed = False
+        self._doorbell = doorbell
+        self._reader_view: Optional[_QueueReader] = None
+
+    def __reduce__(self):
+        if self._doorbell is None:
+            return super().__reduce__()
+        _mp_context.assert_spawning(self)
+        popen = _mp_context.get_spawning_popen()
+        fds = (self._handle.fd(), self._doorbell.read_fd, self._doorbell.write_fd)
+        return (_rebuild_waitable, (type(self), *(popen.duplicate_for_child(fd) for fd in fds)))
+
+    @property
+    def _reader(self) -> _QueueReader:
+        """A connection-like view for waiting on the queue (waitable queues
+        only; AttributeError otherwise)."""
+        if self._doorbell is None:
+            raise AttributeError("_reader: only the SimpleQueue of a gopool context can be waited on")
+        if self._reader_view is None:
+            self._reader_view = _QueueReader(self)
+        return self._reader_view
 
     def _check_closed(self) -> None:
         if self._closed:
@@ -261,12 +381,17 @@ class SimpleQueue(_Shared):
         """Put obj into the queue (pickled here; never waits)."""
         self._check_closed()
         self._handle.put(obj, True, None)
+        if self._doorbell is not None:
+            self._doorbell.ring()
 
     def get(self) -> Any:
         """Remove and return the oldest item, waiting for one as long as it
         takes."""
         self._check_closed()
-        return self._handle.get(True, None)
+        item = self._handle.get(True, None)
+        if self._doorbell is not None:
+            self._doorbell.after_get(self._handle)
+        return item
 
     def empty(self) -> bool:
         """Whether the queue has no item (exact when called)."""
@@ -277,3 +402,5 @@ class SimpleQueue(_Shared):
         """Stop using the queue in this process: later calls raise OSError.
         Items in the queue stay there for other processes. Idempotent."""
         self._closed = True
+        if self._doorbell is not None:
+            self._doorbell.close()

@@ -1,0 +1,50 @@
+"""``multiprocessing.dummy`` with gopool's ThreadPool.
+
+The API of ``multiprocessing`` over threads: everything is the stdlib's
+``multiprocessing.dummy`` (threads as processes, ``threading``'s locks,
+``queue.Queue``...) except ``Pool``, which returns a
+:class:`gopool.ThreadPool`. ``gopool.dummy.connection`` is
+``multiprocessing.dummy.connection``.
+"""
+
+from __future__ import annotations
+
+from multiprocessing.dummy import (  # noqa: F401  (re-exported)
+    Array,
+    Barrier,
+    BoundedSemaphore,
+    Condition,
+    DummyProcess,
+    Event,
+    JoinableQueue,
+    Lock,
+    Manager,
+    Namespace,
+    Pipe,
+    Process,
+    Queue,
+    RLock,
+    Semaphore,
+    Value,
+    active_children,
+    current_process,
+    dict,
+    freeze_support,
+    list,
+    shutdown,
+)
+from typing import Any, Callable, Iterable, Optional
+
+__all__ = [
+    "Process", "current_process", "active_children", "freeze_support",
+    "Lock", "RLock", "Semaphore", "BoundedSemaphore", "Condition",
+    "Event", "Barrier", "Queue", "Manager", "Pipe", "Pool", "JoinableQueue",
+]
+
+
+def Pool(processes: Optional[int] = None, initializer: Optional[Callable[..., Any]] = None,
+         initargs: Iterable[Any] = ()) -> Any:
+    """A :class:`gopool.ThreadPool` (``multiprocessing.dummy.Pool``)."""
+    from gopool.pool import ThreadPool
+
+    return ThreadPool(processes, initializer, initargs)

@@ -260,16 +260,20 @@ def test_set_executable(tmp_path):
     saved = _spawning._executable
     try:
         gopool.set_executable(str(wrapper))
-        p = gopool.Process(target=ct.getpid)
+        queue = gopool.SimpleQueue()
+        p = gopool.Process(target=ct.put_parent_pid, args=(queue,))
         p.start()
+        child_parent = queue.get()
         p.join(30)
         with gopool.Pool(1) as pool:
-            worker_pid = pool.apply(ct.getpid)
+            worker_parent = pool.apply(os.getppid)
     finally:
         _spawning._executable = saved
     assert p.exitcode == 0
-    # exec keeps the pid: the wrapper ran as the child and as the worker.
-    assert marker.read_text().split() == [str(p.pid), str(worker_pid)]
+    # Children fork from a zygote, and the zygote for this executable was
+    # started through the wrapper (exec keeps the pid the wrapper wrote).
+    assert marker.read_text().split() == [str(child_parent)]
+    assert worker_parent == child_parent
 
 
 # -- concurrent.futures -----------------------------------------------------------

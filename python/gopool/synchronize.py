@@ -502,6 +502,12 @@ class Semaphore(_Shared):
         check_not_forked()
         return int(call(lib.SemaphoreValue, self._id))
 
+    @property
+    def _semlock(self) -> "_SemLockView":
+        # The stdlib's Queue.full() and a few of its helpers look inside a
+        # semaphore through ``_semlock``; this view lets them work on ours.
+        return _SemLockView(self)
+
     def __enter__(self) -> bool:
         return self.acquire()
 
@@ -514,6 +520,19 @@ class Semaphore(_Shared):
         except Exception:
             value = "unknown"
         return f"<{type(self).__name__}(value={value})>"
+
+
+class _SemLockView:
+    """The part of ``_multiprocessing.SemLock`` that stdlib code reads."""
+
+    def __init__(self, semaphore: Semaphore) -> None:
+        self._semaphore = semaphore
+
+    def _get_value(self) -> int:
+        return self._semaphore.get_value()
+
+    def _is_zero(self) -> bool:
+        return self._semaphore.get_value() == 0
 
 
 class BoundedSemaphore(Semaphore):

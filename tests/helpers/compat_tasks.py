@@ -231,3 +231,7 @@ def inc(x):
 
 def add(a, b):
     return a + b
+
+
+def put_parent_pid(queue):
+    queue.put(os.getppid())

@@ -14,6 +14,7 @@ from typing import Any
 __all__ = [
     "Pool",
     "ThreadPool",
+    "ProcessPoolExecutor",
     "TimeoutError",
     "ProcessError",
     "WorkerLostError",
@@ -42,6 +43,7 @@ __all__ = [
 _LAZY = {
     "Pool": "gopool.pool",
     "ThreadPool": "gopool.pool",
+    "ProcessPoolExecutor": "gopool.futures",
     "TimeoutError": "gopool._errors",
     "ProcessError": "gopool._errors",
     "WorkerLostError": "gopool._errors",

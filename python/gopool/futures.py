@@ -344,6 +344,7 @@ class _Delivery:
                         outcomes.append((future, ok, value))
             for future, ok, value in outcomes:
                 future._deliver(ok, value)
+            delivered = bool(batches)
             outcomes = batches = []
             future = value = None
             self._ack = True
@@ -352,7 +353,7 @@ class _Delivery:
                     idle = 0
                     continue
                 self._idle.notify_all()
-                idle += 1
+                idle = 0 if delivered else idle + 1  # only slices with nothing to deliver count
                 if self._closed or idle >= self._LINGER_SLICES:
                     self._thread = None
                     self._core = None

@@ -145,8 +145,9 @@ def _initializer_error(failed: _InitializerFailed) -> ExecutorBrokenError:
 
 
 def _remote_traceback(cause: Optional[BaseException]) -> Optional[BaseException]:
-    if type(cause) is RemoteTraceback:
-        return concurrent.futures.process._RemoteTraceback(cause.tb)  # type: ignore[attr-defined,no-any-return]
+    if isinstance(cause, RemoteTraceback) and type(cause) is RemoteTraceback:
+        remote: BaseException = concurrent.futures.process._RemoteTraceback(cause.tb)
+        return remote
     return cause
 
 
@@ -335,7 +336,7 @@ class _Delivery:
                 self._fail_all(exc)
                 return
             self._ack = False
-            outcomes = []
+            outcomes: List[Tuple[Future[Any], bool, Any]] = []
             with self.lock:
                 for job, entries, done in batches:
                     future = self.waiting.pop(job, None) if done else self.waiting.get(job)
@@ -345,7 +346,7 @@ class _Delivery:
             for future, ok, value in outcomes:
                 future._deliver(ok, value)
             delivered = bool(batches)
-            outcomes = batches = []
+            outcomes, batches = [], []
             future = value = None
             self._ack = True
             with self.lock:
@@ -674,7 +675,7 @@ class ProcessPoolExecutor(Executor):
                 delivery.watch_locked(core, job, future)
         return future
 
-    def map(  # type: ignore[override]
+    def map(
         self,
         fn: Callable[..., _T],
         *iterables: Iterable[Any],

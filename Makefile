@@ -11,7 +11,7 @@ PYTEST_FLAGS ?= -q -p no:cacheprovider -ra
 MIN_TESTS ?= 100
 STATICCHECK := v0.8.2
 
-.PHONY: build test test-go test-py demo bench clean sdist wheel test-wheel wheels wheel-repro
+.PHONY: build test test-go test-py test-cpython-futures demo bench clean sdist wheel test-wheel wheels wheel-repro
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -21,7 +21,7 @@ TEST_DEPS := pytest pytest-timeout ipython uvloop tqdm nbclient nbformat ipykern
 build: $(PY)
 	$(PY) -m pip install -q --disable-pip-version-check . $(TEST_DEPS)
 
-test: build test-go test-py
+test: build test-go test-py test-cpython-futures
 
 test-go:
 	@test -z "$$(gofmt -l gopool pybind)" || { gofmt -l gopool pybind; echo "gofmt: files above need formatting"; exit 1; }
@@ -33,6 +33,13 @@ test-py: build
 	cd tests && ../$(PY) -m pytest $(PYTEST_FLAGS) --junitxml=../build/junit.xml .
 	$(PY) tests/check_results.py build/junit.xml $(MIN_TESTS)
 
+# CPython's own ProcessPoolExecutor tests against gopool's executor, in a venv of
+# CPython $(CPYTHON_FUTURES) (found on PATH or in pyenv; missing -> an error, not a pass).
+CPYTHON_FUTURES ?= 3.13
+
+test-cpython-futures: build
+	$(PY) tests/cpython/run_futures_suite.py --python $(CPYTHON_FUTURES)
+
 demo: build
 	$(PY) -m gopool.demo
 
@@ -40,6 +47,8 @@ bench: build
 	$(PY) -m pip install -q --disable-pip-version-check faster-fifo
 	$(PY) tests/bench/bench_pool.py --rounds 3 --write build/bench_pool.md
 	$(PY) tests/bench/bench_queue.py --rounds 2 --write build/bench_queue.md
+	$(PY) -m pip install -q --disable-pip-version-check loky
+	$(PY) tests/bench/bench_futures.py --rounds 2 --write build/bench_futures.md
 
 # Packaging tools live in their own venv (ziglang alone is ~400 MB installed).
 # WHEEL_CC=zig (default) links against glibc 2.17 -> manylinux2014 wheels;

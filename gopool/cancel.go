@@ -13,6 +13,17 @@ import "time"
 // (of another job) between the core's look and its kill takes that next
 // task down with it (StatusWorkerLost).
 func (p *Pool) Cancel(jobID int64) (int, error) {
+	return p.cancel(jobID, true)
+}
+
+// CancelPending cancels the job's tasks that have not begun, exactly as
+// Cancel does, and leaves those running alone: they finish normally. It
+// returns how many tasks it cancelled; the job takes no more tasks.
+func (p *Pool) CancelPending(jobID int64) (int, error) {
+	return p.cancel(jobID, false)
+}
+
+func (p *Pool) cancel(jobID int64, running bool) (int, error) {
 	p.mu.Lock()
 	j, ok := p.jobs[jobID]
 	if !ok {
@@ -28,7 +39,7 @@ func (p *Pool) Cancel(jobID int64) (int, error) {
 	}
 	p.queue.removeJob(j, cancel)
 	for w := range p.workers {
-		p.cancelOnWorkerLocked(w, j, cancel)
+		p.cancelOnWorkerLocked(w, j, cancel, running)
 	}
 	p.sealLocked(j)
 	p.dispatchLocked()
@@ -37,8 +48,9 @@ func (p *Pool) Cancel(jobID int64) (int, error) {
 }
 
 // cancelOnWorkerLocked cancels j's tasks held by w: those not yet written
-// leave it, those written are revoked, and if it runs one, it is killed.
-func (p *Pool) cancelOnWorkerLocked(w *worker, j *job, cancel func(*task)) {
+// leave it, those written are revoked, and if it runs one (and running is
+// set), it is killed.
+func (p *Pool) cancelOnWorkerLocked(w *worker, j *job, cancel func(*task), running bool) {
 	if w.state == workerDead || len(w.inflight) == 0 {
 		return
 	}
@@ -51,6 +63,8 @@ func (p *Pool) cancelOnWorkerLocked(w *worker, j *job, cancel func(*task)) {
 			cancel(t)
 		case w.ch.Revoke(t.seq):
 			cancel(t) // the worker skips it and answers MsgSkipped
+		case !running:
+			// It began: it runs on.
 		default:
 			// It began: it runs now, unless its result is in already.
 			p.drainWorkerLocked(w)

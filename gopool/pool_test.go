@@ -735,3 +735,53 @@ func BenchmarkRoundTrip(b *testing.B) {
 		}
 	}
 }
+
+// CancelPending cancels what has not begun (queued, or written ahead and
+// revoked) and lets the running task finish.
+func TestCancelPendingSparesTheRunningTask(t *testing.T) {
+	p := newTestPool(t, 1, 0, "")
+	mark := filepath.Join(t.TempDir(), "ran")
+	pipelining(p)
+	j := submit(t, p, "sleep:300", "mark:"+mark, "echo:queued")
+	deadline := time.Now().Add(10 * time.Second)
+	for !begun(p) {
+		if time.Now().After(deadline) {
+			t.Fatal("the first task did not begin")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	before := p.Workers()
+	if n, err := p.CancelPending(j); err != nil || n != 2 {
+		t.Fatalf("cancel pending: %d, %v", n, err)
+	}
+	got := collectAll(t, p, j)
+	if r := got[0]; r.Status != StatusOK {
+		t.Fatalf("the running task: %v", r.Status)
+	}
+	for i := int64(1); i < 3; i++ {
+		if got[i].Status != StatusCancelled {
+			t.Errorf("task %d: %v", i, got[i].Status)
+		}
+	}
+	if _, err := os.Stat(mark); err == nil {
+		t.Fatal("a cancelled task ran")
+	}
+	if ws := p.Workers(); len(ws) != 1 || ws[0].Pid != before[0].Pid {
+		t.Fatalf("workers %+v, before %+v: want the same worker", ws, before)
+	}
+	if _, err := p.CancelPending(999); err != ErrUnknownJob {
+		t.Fatalf("cancel of an unknown job: %v", err)
+	}
+}
+
+// begun reports whether the pool's worker has begun its first task.
+func begun(p *Pool) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for w := range p.workers {
+		if len(w.inflight) > 0 && w.ch.Started() >= w.inflight[0].seq {
+			return true
+		}
+	}
+	return false
+}

@@ -230,6 +230,17 @@ func PoolCancel(pool, job int64) (int64, error) {
 	return result(int64(n), err)
 }
 
+// PoolCancelPending cancels a job's tasks that have not begun (those
+// running go on) and returns how many it cancelled.
+func PoolCancelPending(pool, job int64) (int64, error) {
+	p, err := pools.get(pool)
+	if err != nil {
+		return result(int64(0), err)
+	}
+	n, err := p.CancelPending(job)
+	return result(int64(n), err)
+}
+
 // PoolDiscard forgets a job whose results nobody will collect.
 func PoolDiscard(pool, job int64) (int64, error) {
 	p, err := pools.get(pool)

@@ -24,6 +24,7 @@ from typing import Any
 __all__ = [
     "Pool",
     "ThreadPool",
+    "ProcessPoolExecutor",
     "TimeoutError",
     "ProcessError",
     "WorkerLostError",
@@ -74,6 +75,7 @@ SUBWARNING = 25
 _LAZY = {
     "Pool": "gopool.pool",
     "ThreadPool": "gopool.pool",
+    "ProcessPoolExecutor": "gopool.futures",
     "TimeoutError": "gopool._errors",
     "ProcessError": "gopool._errors",
     "WorkerLostError": "gopool._errors",

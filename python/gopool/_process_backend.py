@@ -248,6 +248,11 @@ class ProcessBackend:
         core.check_not_forked()
         return int(core.call(core.lib.PoolCancel, self._id, job))
 
+    def cancel_pending(self, job: int) -> int:
+        """Cancel the job's tasks that have not begun; running ones go on."""
+        core.check_not_forked()
+        return int(core.call(core.lib.PoolCancelPending, self._id, job))
+
     def discard(self, job: int) -> None:
         if core.in_forked_child() or self._released:
             return
@@ -360,14 +365,14 @@ def _decode_results(view: memoryview, pos: int, count: int) -> Tuple[List[Entry]
             try:
                 entries.append((index, True, loads(payload)))
                 continue
-            except Exception as exc:
+            except (Exception, SystemExit) as exc:  # SystemExit: a result whose unpickling exits
                 entries.append((index, False, _undecodable(exc)))
                 continue
         entries.append((index, *decode_outcome(status, pid, -sig if sig else code, payload)))
     return entries, pos
 
 
-def _undecodable(exc: Exception) -> BaseException:
+def _undecodable(exc: BaseException) -> BaseException:
     error = RuntimeError(f"the task's result could not be unpickled in the parent: {exc!r}")
     error.__cause__ = exc
     return error
@@ -380,7 +385,7 @@ def decode_outcome(status: int, pid: int, exitcode: int, payload: Any) -> Tuple[
             return True, ser.loads(payload)
         if status in (_wire.STATUS_ERROR, _wire.STATUS_INIT_FAILED):
             return False, ser.loads_exception(payload)
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:
         return False, _undecodable(exc)
     if status == _wire.STATUS_WORKER_LOST:
         return False, WorkerLostError.from_exit(pid, exitcode)

@@ -37,6 +37,7 @@ __all__ = [
     "BoundedSemaphore",
     "Condition",
     "Barrier",
+    "ClusterError",
 ]
 
 _LAZY = {
@@ -64,6 +65,7 @@ _LAZY = {
     "BoundedSemaphore": "gopool.synchronize",
     "Condition": "gopool.synchronize",
     "Barrier": "gopool.synchronize",
+    "ClusterError": "gopool.cluster",
 }
 
 
@@ -75,7 +77,19 @@ def cpu_count() -> int:
     return n
 
 
+def _version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("gopool")
+    except metadata.PackageNotFoundError:
+        return "0+unknown"
+
+
 def __getattr__(name: str) -> Any:
+    if name == "__version__":  # computed on first use: workers never need it
+        globals()[name] = value = _version()
+        return value
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'gopool' has no attribute {name!r}")

@@ -20,6 +20,7 @@ ever made while holding it: the event loop takes it to store replies.
 
 from __future__ import annotations
 
+import atexit
 import itertools
 import pickle
 import statistics
@@ -27,6 +28,7 @@ import threading
 import time
 import uuid
 import warnings
+import weakref
 from collections import deque
 from typing import Any, Callable, Deque, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
@@ -53,15 +55,24 @@ WARN_RATIO = 5.0
 RELEASE_TIMEOUT_S = 10.0
 
 
+# Imported first, so that Dask's exit handlers are registered before ours
+# (see _release_at_exit).
+try:
+    import distributed as _distributed
+except ImportError as _missing:
+    _distributed = None
+    _import_error: Optional[ImportError] = _missing
+else:
+    _import_error = None
+
+
 def _import_distributed():
-    try:
-        import distributed
-    except ImportError as exc:
+    if _distributed is None:
         raise ImportError(
             "Pool(cluster=...) runs on Dask: install it with `pip install gopool[dask]` "
             "(or `pip install distributed`)"
-        ) from exc
-    return distributed
+        ) from _import_error
+    return _distributed
 
 
 class _Job:
@@ -148,6 +159,7 @@ class DaskBackend:
         self._finished = threading.Event()  # the dispatcher has released everything
         self._dispatcher = threading.Thread(target=self._dispatch, name="gopool dask dispatcher", daemon=True)
         self._dispatcher.start()
+        _live.add(self)
 
     # -- connecting ----------------------------------------------------------
 
@@ -606,6 +618,23 @@ class DaskBackend:
             warnings.warn(self._warning, ShortChunkWarning, stacklevel=4)
 
 
+_live: "weakref.WeakSet[DaskBackend]" = weakref.WeakSet()
+
+
+def _release_at_exit() -> None:
+    """At interpreter exit, before Dask's own exit handlers close clients and
+    clusters (registered after Dask's import, this runs first): stop the
+    remote work of every cluster pool and release what it owns."""
+    for backend in list(_live):
+        try:
+            backend.release()
+        except Exception:
+            pass
+
+
+atexit.register(_release_at_exit)
+
+
 def _check_workers(client: Any, timeout: float) -> None:
     """Fail unless the cluster has workers that run this gopool version."""
     import gopool
@@ -624,7 +653,9 @@ def _check_workers(client: Any, timeout: float) -> None:
 
     for address, reply in sorted(replies.items()):
         if isinstance(reply, BaseException):
-            if isinstance(reply, ImportError):
+            # Dask may hand back the worker's ImportError as a plain
+            # Exception holding its repr.
+            if isinstance(reply, ImportError) or "No module named 'gopool" in str(reply):
                 raise ClusterError(
                     f"gopool is not installed (or cannot be imported) on the Dask worker {address}: {reply}; "
                     f"install gopool=={mine} on every worker"

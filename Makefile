@@ -16,7 +16,8 @@ STATICCHECK := v0.8.2
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 
-TEST_DEPS := pytest pytest-timeout ipython uvloop tqdm
+# distributed: cluster mode's tests (pinned: the version the cluster backend is tested with)
+TEST_DEPS := pytest pytest-timeout ipython uvloop tqdm distributed==2026.8.0
 
 build: $(PY)
 	$(PY) -m pip install -q --disable-pip-version-check . $(TEST_DEPS)

@@ -129,6 +129,19 @@ def test_processes_default_to_the_cluster_threads(client):
         _stop(p)
 
 
+@pytest.mark.timeout(60)
+def test_results_can_be_awaited(cpool):
+    import asyncio
+
+    async def main():
+        one = await cpool.apply_async(tasks.square, (6,))
+        many = await cpool.map_async(tasks.square, range(4))
+        streamed = [x async for x in cpool.imap(tasks.square, range(3))]
+        return one, many, streamed
+
+    assert asyncio.run(main()) == (36, [0, 1, 4, 9], [0, 1, 4])
+
+
 # -- 2. state machine ----------------------------------------------------------
 
 
@@ -675,6 +688,7 @@ def test_unchanged_program_runs_on_the_cluster_through_the_environment_and_ctrl_
     try:
         first = proc.stdout.readline()
         assert first.strip() == str([x * x for x in range(10)])
+        assert proc.stdout.readline().strip() == "None"  # a pool made by a task is a local one
         child = int(wait_for_path(str(tmp_path / "started-0"), timeout=60))
         wait_for_path(str(tmp_path / "started-1"), timeout=60)
         # the task runs under a Dask worker (a spawned process), not in a local pool

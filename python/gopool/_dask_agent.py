@@ -80,10 +80,11 @@ class _NodeBackend(ProcessBackend):
 
         settings = {"sys_path": list(sys.path), "max_memory": max_memory}
         init = ser.pack(ser.dumps(settings), init_call)
-        # A pool made by a task on the cluster is a local one.
-        environment = ser.pack(*(f"{k}={v}".encode("utf-8", "surrogateescape") for k, v in os.environ.items()
-                                 if k != "GOPOOL_CLUSTER"))
-        with core.go_bytes(argv, zygote, environment, init, b"") as go:
+        # A pool made by a task on the cluster is a local one. Removed from
+        # the Dask worker's own environment: gopool's zygote, started once
+        # per process, passes that on to every child.
+        os.environ.pop("GOPOOL_CLUSTER", None)
+        with core.go_bytes(argv, zygote, _spawning.environment(), init, b"") as go:
             argv_h, zygote_h, env_h, init_h, fds_h = go
             self._id = core.call(core.lib.PoolNew, processes, maxtasksperchild or 0, argv_h, zygote_h, entry,
                                  env_h, os.getcwd(), init_h, fds_h, 0, True)

@@ -615,7 +615,7 @@ class DaskBackend:
     def _warn_if_due(self) -> None:
         if self._warning is not None and not self._warned:
             self._warned = True
-            warnings.warn(self._warning, ShortChunkWarning, stacklevel=4)
+            warnings.warn(self._warning, ShortChunkWarning, stacklevel=_user_stacklevel())
 
 
 _live: "weakref.WeakSet[DaskBackend]" = weakref.WeakSet()
@@ -671,6 +671,17 @@ def _check_workers(client: Any, timeout: float) -> None:
                 f"the Dask worker {address} runs Python {'.'.join(map(str, reply.get('python', ())))}, this "
                 f"program Python {sys.version_info[0]}.{sys.version_info[1]}: functions sent by value need the same"
             )
+
+
+def _user_stacklevel() -> int:
+    """The stacklevel of a warning that points at the first caller outside
+    gopool (counted from the function that calls warnings.warn)."""
+    import sys
+
+    frame, level = sys._getframe(2), 2
+    while frame is not None and frame.f_globals.get("__name__", "").startswith("gopool"):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def _in_event_loop(client: Any) -> bool:

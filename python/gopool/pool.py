@@ -121,7 +121,8 @@ class WorkerInfo:
 
     def __repr__(self) -> str:
         state = f"busy with {self.function}[{self.index}]" if self.busy else "idle"
-        return f"<WorkerInfo pid={self.pid} {state} tasks_done={self.tasks_done}>"
+        where = f" host={self.host}" if self.host else ""
+        return f"<WorkerInfo pid={self.pid}{where} {state} tasks_done={self.tasks_done}>"
 
 
 def _function_name(func: Any) -> str:
@@ -776,6 +777,10 @@ class Pool:
     pickle; what pickle cannot send by reference (lambdas, closures,
     functions defined in ``__main__`` or a notebook) travels by value with
     cloudpickle. ``context`` is accepted for compatibility and ignored.
+
+    ``cluster`` (default: the ``GOPOOL_CLUSTER`` environment variable) runs
+    the tasks on a Dask cluster instead, with the same semantics; see
+    :mod:`gopool.cluster`.
     """
 
     def __init__(

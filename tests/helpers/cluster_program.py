@@ -3,7 +3,7 @@ cluster test runs it with GOPOOL_CLUSTER set, then sends it SIGINT.
 
 Usage: python cluster_program.py MARKER_DIR
 
-Prints the squares of 0..9, then maps slow tasks defined here in __main__
+Prints the squares of 0..9 and GOPOOL_CLUSTER as a task sees it, then maps slow tasks defined here in __main__
 (each writes MARKER_DIR/started-<i> holding its pid, sleeps 30 s, then
 writes finished-<i>) until interrupted.
 """
@@ -34,6 +34,7 @@ def main():
     marker_dir = sys.argv[1]
     with Pool(2) as pool:
         print(pool.map(square, range(10)), flush=True)
+        print(pool.apply(os.environ.get, ("GOPOOL_CLUSTER",)), flush=True)
         try:
             pool.map(functools.partial(slow, marker_dir), range(4), chunksize=1)
         except KeyboardInterrupt:

@@ -20,6 +20,10 @@ def square(x):
     return x * x
 
 
+def environment(name):
+    return os.environ.get(name)
+
+
 def slow(marker_dir, i):
     tmp = os.path.join(marker_dir, f".started-{i}")
     with open(tmp, "w") as f:
@@ -34,7 +38,7 @@ def main():
     marker_dir = sys.argv[1]
     with Pool(2) as pool:
         print(pool.map(square, range(10)), flush=True)
-        print(pool.apply(os.environ.get, ("GOPOOL_CLUSTER",)), flush=True)
+        print(pool.apply(environment, ("GOPOOL_CLUSTER",)), flush=True)
         try:
             pool.map(functools.partial(slow, marker_dir), range(4), chunksize=1)
         except KeyboardInterrupt:

@@ -41,6 +41,7 @@ bench: build
 	$(PY) -m pip install -q --disable-pip-version-check faster-fifo
 	$(PY) tests/bench/bench_pool.py --rounds 3 --write build/bench_pool.md
 	$(PY) tests/bench/bench_queue.py --rounds 2 --write build/bench_queue.md
+	$(PY) tests/bench/bench_cluster.py --rounds 3 --write build/bench_cluster.md
 
 # Packaging tools live in their own venv (ziglang alone is ~400 MB installed).
 # WHEEL_CC=zig (default) links against glibc 2.17 -> manylinux2014 wheels;

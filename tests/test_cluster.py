@@ -737,3 +737,10 @@ def test_short_chunks_warn_once(cpool):
     short = [w for w in caught if issubclass(w.category, ShortChunkWarning)]
     assert len(short) == 1
     assert "chunksize" in str(short[0].message)
+
+
+@pytest.mark.timeout(60)
+def test_gopool_queue_cannot_be_an_initializer_argument_on_a_cluster(client):
+    q = gopool.Queue()
+    with pytest.raises(RuntimeError, match="inheritance"):
+        Pool(1, cluster=client, initializer=tasks.set_global, initargs=(q,))

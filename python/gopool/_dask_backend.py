@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import atexit
 import itertools
+import os
 import pickle
 import statistics
 import threading
@@ -175,7 +176,7 @@ class DaskBackend:
         if cluster.local:
             import dask
 
-            n_workers = cluster.n_workers or processes or 1
+            n_workers = cluster.n_workers or processes or os.cpu_count() or 1
             # No retry of a task whose worker died (it would run twice), and
             # no task sent to a worker ahead of a free thread (a worker's
             # death would fail it too).

@@ -34,13 +34,17 @@ from helpers.util import pid_alive, wait_for_path, wait_pids_gone
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
+# Most tests here send tiny tasks on purpose; the warning has a test of its own.
+pytestmark = pytest.mark.filterwarnings("ignore::gopool.cluster.ShortChunkWarning")
+
 NO_RETRY = {"distributed.scheduler.allowed-failures": 0, "distributed.scheduler.worker-saturation": 1.0}
 
 
 def _local_cluster(n_workers=2, **kwargs):
     with dask.config.set(NO_RETRY):
         return distributed.LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
-                                        host="127.0.0.1", dashboard_address=None, silence_logs=40, **kwargs)
+                                        host="127.0.0.1", dashboard_address=None, silence_logs=40,
+                                        scheduler_kwargs={"dashboard_address": "127.0.0.1:0"}, **kwargs)
 
 
 @pytest.fixture(scope="module")
@@ -168,6 +172,7 @@ def test_state_machine_and_messages_are_local_ones(client):
     q.join()
 
 
+@pytest.mark.timeout(30)
 def test_threadpool_refuses_a_cluster(monkeypatch, client):
     with pytest.raises(ValueError, match="cluster"):
         ThreadPool(2, cluster=client)
@@ -179,6 +184,7 @@ def test_threadpool_refuses_a_cluster(monkeypatch, client):
         _stop(t)
 
 
+@pytest.mark.timeout(30)
 def test_bad_cluster_arguments():
     with pytest.raises(ValueError, match="scheduler address"):
         Pool(1, cluster="scheduler:8786")
@@ -588,11 +594,25 @@ def test_unreachable_scheduler_fails_within_the_connect_timeout():
     assert time.monotonic() - t0 < 6
 
 
+@pytest.mark.timeout(60)
+def test_cluster_without_workers_fails_pool_creation():
+    cluster = _local_cluster(n_workers=0)
+    try:
+        with distributed.Client(cluster, set_as_default=False) as c:
+            t0 = time.monotonic()
+            with pytest.raises(ClusterError, match="no worker"):
+                Pool(1, cluster=Dask(client=c, connect_timeout=1.0))
+            assert time.monotonic() - t0 < 5
+    finally:
+        cluster.close()
+
+
 SCHEDULER_SCRIPT = """
 import sys, time, dask, distributed
 with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
     cluster = distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1",
-                                       dashboard_address=None, silence_logs=40, death_timeout=5)
+                                       dashboard_address=None, silence_logs=40, death_timeout=5,
+                                       scheduler_kwargs={"dashboard_address": "127.0.0.1:0"})
 print(cluster.scheduler_address, flush=True)
 time.sleep(300)
 """

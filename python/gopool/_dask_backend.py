@@ -185,6 +185,8 @@ class DaskBackend:
                 self._owned_cluster = distributed.LocalCluster(
                     n_workers=n_workers, threads_per_worker=1, processes=True, host="127.0.0.1",
                     dashboard_address=None, security=cluster.security, silence_logs=40,
+                    # its HTTP endpoints (health, metrics) on a free loopback port
+                    scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
                 )
             try:
                 self._owned_client = True

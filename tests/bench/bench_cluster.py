@@ -161,7 +161,8 @@ def main() -> None:
     with dask.config.set({"distributed.scheduler.allowed-failures": 0,
                           "distributed.scheduler.worker-saturation": 1.0}):
         cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                                           dashboard_address=None, silence_logs=40)
+                                           dashboard_address=None, silence_logs=40,
+                                           scheduler_kwargs={"dashboard_address": "127.0.0.1:0"})
     client = distributed.Client(cluster, set_as_default=False)
     results: dict = {}
     try:

@@ -285,11 +285,11 @@ def run_chunk(key: str, spec: bytes, func: bytes, args: bytes, hard: Optional[fl
 
 def _cancelled(worker, dask_key) -> bool:
     """Whether the Dask task running this call was cancelled (released by
-    the scheduler) or its worker is closing."""
+    the scheduler: the client cancelled it, terminated its pool or went
+    away). A Dask worker that retires gracefully lets it finish; one that
+    dies takes the local children with it."""
     if dask_key is None:
         return False
     ts = worker.state.tasks.get(dask_key)
-    if ts is None or ts.state in ("cancelled", "released", "forgotten"):
-        return True
-    return worker.status.name in ("closing", "closed", "closing_gracefully")
+    return ts is None or ts.state in ("cancelled", "released", "forgotten")
 

@@ -16,8 +16,9 @@ STATICCHECK := v0.8.2
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 
-# distributed: cluster mode's tests (pinned: the version the cluster backend is tested with)
-TEST_DEPS := pytest pytest-timeout ipython uvloop tqdm distributed==2026.8.0
+# distributed: cluster mode's tests (pinned: the version the cluster backend is tested with);
+# cryptography: Dask's temporary TLS certificates, for the TLS test
+TEST_DEPS := pytest pytest-timeout ipython uvloop tqdm distributed==2026.8.0 cryptography==50.0.2
 
 build: $(PY)
 	$(PY) -m pip install -q --disable-pip-version-check . $(TEST_DEPS)

@@ -415,6 +415,18 @@ def test_owned_local_cluster_is_gone_after_join():
     assert wait_pids_gone(list(started), timeout=10) == []
 
 
+@pytest.mark.timeout(90)
+def test_tls_security_passes_through():
+    sec = distributed.Security.temporary()
+    p = Pool(1, cluster=Dask("dask:local", security=sec))
+    try:
+        assert p._backend.client.scheduler.address.startswith("tls://127.0.0.1:")
+        assert p.map(tasks.square, range(4)) == [0, 1, 4, 9]
+    finally:
+        p.close()
+        p.join()
+
+
 # -- 11. what travels --------------------------------------------------------------------------
 
 

@@ -16,7 +16,9 @@ STATICCHECK := v0.8.2
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 
-TEST_DEPS := pytest pytest-timeout ipython uvloop tqdm nbclient nbformat ipykernel ipywidgets dask parmap
+# distributed: cluster mode's tests (pinned: the version the cluster backend is tested with);
+# cryptography: Dask's temporary TLS certificates, for the TLS test
+TEST_DEPS := pytest pytest-timeout ipython uvloop tqdm nbclient nbformat ipykernel ipywidgets dask parmap distributed==2026.8.0 cryptography==50.0.2
 
 build: $(PY)
 	$(PY) -m pip install -q --disable-pip-version-check . $(TEST_DEPS)
@@ -49,6 +51,7 @@ bench: build
 	$(PY) tests/bench/bench_queue.py --rounds 2 --write build/bench_queue.md
 	$(PY) -m pip install -q --disable-pip-version-check loky
 	$(PY) tests/bench/bench_futures.py --rounds 2 --write build/bench_futures.md
+	$(PY) tests/bench/bench_cluster.py --rounds 3 --write build/bench_cluster.md
 
 # Packaging tools live in their own venv (ziglang alone is ~400 MB installed).
 # WHEEL_CC=zig (default) links against glibc 2.17 -> manylinux2014 wheels;

@@ -4,7 +4,12 @@ The pools are small (the machine may have two cores shared with other
 work) and every fixture terminates and joins its pool, whatever the test did.
 """
 
+import sys
+
 import pytest
+
+# Cluster mode runs on Dask, which needs Python 3.10 or later.
+collect_ignore = ["test_cluster.py"] if sys.version_info < (3, 10) else []
 
 
 def _stop(pool):

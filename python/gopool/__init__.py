@@ -67,6 +67,7 @@ __all__ = [
     "log_to_stderr",
     "allow_connection_pickling",
     "reducer",
+    "ClusterError",
 ]
 
 SUBDEBUG = 5
@@ -106,6 +107,7 @@ _LAZY = {
     "get_all_start_methods": "gopool.context",
     "set_executable": "gopool.context",
     "set_forkserver_preload": "gopool.context",
+    "ClusterError": "gopool.cluster",
 }
 
 # Methods of the default context, as in ``multiprocessing``: bound to
@@ -144,7 +146,19 @@ def cpu_count() -> int:
     return n
 
 
+def _version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("gopool")
+    except metadata.PackageNotFoundError:
+        return "0+unknown"
+
+
 def __getattr__(name: str) -> Any:
+    if name == "__version__":  # computed on first use: workers never need it
+        globals()[name] = value = _version()
+        return value
     module = _LAZY.get(name)
     if module is not None:
         value = getattr(importlib.import_module(module), name)

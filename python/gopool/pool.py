@@ -107,18 +107,20 @@ def _report_callback_error(exc: BaseException) -> None:
 class WorkerInfo:
     """What one worker is doing.
 
-    ``pid`` (a thread ident in a ThreadPool), ``tasks_done``, ``busy``; for a
+    ``pid`` (a thread ident in a ThreadPool), ``host`` (None locally; the host
+    name on a cluster), ``tasks_done``, ``busy``; for a
     busy worker, ``function`` (the task's function name), ``index`` (the
     task's position in its submission: the item of an imap, the chunk of a
     map, 0 for apply) and ``result`` (the AsyncResult or imap iterator it
     works for, if still referenced).
     """
 
-    __slots__ = ("pid", "tasks_done", "busy", "function", "index", "result")
+    __slots__ = ("pid", "tasks_done", "busy", "function", "index", "result", "host")
 
     def __init__(self, pid: int, tasks_done: int, busy: bool, function: Optional[str] = None,
-                 index: Optional[int] = None, result: Any = None):
+                 index: Optional[int] = None, result: Any = None, host: Optional[str] = None):
         self.pid = pid
+        self.host = host
         self.tasks_done = tasks_done
         self.busy = busy
         self.function = function
@@ -127,7 +129,8 @@ class WorkerInfo:
 
     def __repr__(self) -> str:
         state = f"busy with {self.function}[{self.index}]" if self.busy else "idle"
-        return f"<WorkerInfo pid={self.pid} {state} tasks_done={self.tasks_done}>"
+        where = f" host={self.host}" if self.host else ""
+        return f"<WorkerInfo pid={self.pid}{where} {state} tasks_done={self.tasks_done}>"
 
 
 def _function_name(func: Any) -> str:
@@ -830,6 +833,10 @@ class Pool(_mp_pool.Pool):
     functions defined in ``__main__`` or a notebook) travels by value with
     cloudpickle. ``context`` is accepted for compatibility and ignored.
 
+    ``cluster`` (default: the ``GOPOOL_CLUSTER`` environment variable) runs
+    the tasks on a Dask cluster instead, with the same semantics; see
+    :mod:`gopool.cluster`.
+
     A ``multiprocessing.pool.Pool`` for ``isinstance`` checks; none of the
     stdlib class's code runs (see the module's documentation).
     """
@@ -845,13 +852,15 @@ class Pool(_mp_pool.Pool):
         task_timeout: Optional[float] = None,
         soft_timeout: Optional[float] = None,
         max_memory_per_child: Optional[int] = None,
+        cluster: Any = None,
     ):
         self._state = INIT
         self._backend = None
         self._pump = None
-        if processes is None:
+        self._cluster = self._resolve_cluster(cluster)  # see gopool.cluster
+        if processes is None and self._cluster is None:
             processes = os.cpu_count() or 1
-        if processes < 1:
+        if processes is not None and processes < 1:
             raise ValueError("Number of processes must be at least 1")
         if maxtasksperchild is not None and (
             not isinstance(maxtasksperchild, int) or maxtasksperchild <= 0
@@ -871,11 +880,23 @@ class Pool(_mp_pool.Pool):
         self._backend = self._make_backend(
             processes, initializer, tuple(initargs), maxtasksperchild, max_memory_per_child
         )
+        self._processes = getattr(self._backend, "processes", processes)
         self._pump = _CallbackPump(self._backend)
         self._state = RUN
         _live_pools.add(self)
 
+    @staticmethod
+    def _resolve_cluster(cluster: Any) -> Any:
+        from gopool.cluster import resolve
+
+        return resolve(cluster)
+
     def _make_backend(self, processes, initializer, initargs, maxtasksperchild, max_memory_per_child):
+        if self._cluster is not None:
+            from gopool._dask_backend import DaskBackend
+
+            return DaskBackend(self._cluster, processes, initializer, initargs, maxtasksperchild,
+                               max_memory_per_child)
         from gopool._process_backend import ProcessBackend
 
         return ProcessBackend(processes, initializer, initargs, maxtasksperchild, max_memory_per_child)
@@ -1090,13 +1111,13 @@ class Pool(_mp_pool.Pool):
     def workers(self) -> List[WorkerInfo]:
         """Describe each live worker: its pid, tasks done, and what it runs."""
         infos = []
-        for pid, done, job, index in self._backend.workers():
+        for pid, done, job, index, *host in self._backend.workers():
             if job == 0:
-                infos.append(WorkerInfo(pid, done, False))
+                infos.append(WorkerInfo(pid, done, False, host=host[0] if host else None))
                 continue
             result = self._submissions.get(job)
             function = getattr(result, "_function", None) if result is not None else None
-            infos.append(WorkerInfo(pid, done, True, function, index, result))
+            infos.append(WorkerInfo(pid, done, True, function, index, result, host[0] if host else None))
         return infos
 
     def queued(self) -> int:
@@ -1121,8 +1142,14 @@ class ThreadPool(Pool, _mp_pool.ThreadPool):
     """
 
     def __init__(self, processes: Optional[int] = None, initializer: Optional[Callable[..., Any]] = None,
-                 initargs: Iterable[Any] = ()):
+                 initargs: Iterable[Any] = (), *, cluster: Any = None):
+        if cluster is not None:
+            raise ValueError("ThreadPool runs in this process and cannot use a cluster: use Pool(cluster=...)")
         super().__init__(processes, initializer, initargs)
+
+    @staticmethod
+    def _resolve_cluster(cluster: Any) -> Any:
+        return None  # GOPOOL_CLUSTER is for process pools only
 
     def _make_backend(self, processes, initializer, initargs, maxtasksperchild, max_memory_per_child):
         from gopool._thread_backend import ThreadBackend

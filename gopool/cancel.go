@@ -44,6 +44,9 @@ func (p *Pool) cancel(jobID int64, running bool) (int, error) {
 	p.sealLocked(j)
 	p.dispatchLocked()
 	p.unlockLocked()
+	if p.waiters.Load() == 0 && p.skipsDue.Load() {
+		p.kickCollector() // to read the skips of the revoked tasks
+	}
 	return cancelled, nil
 }
 
@@ -63,6 +66,7 @@ func (p *Pool) cancelOnWorkerLocked(w *worker, j *job, cancel func(*task), runni
 			cancel(t)
 		case w.ch.Revoke(t.seq):
 			cancel(t) // the worker skips it and answers MsgSkipped
+			p.skipsDue.Store(true)
 		case !running:
 			// It began: it runs on.
 		default:

@@ -79,9 +79,11 @@ type Pool struct {
 	// waiters counts the threads in wait; while there are any, the
 	// collector goroutine stands aside. pending counts tasks queued or
 	// running (written under mu): the collector works only while there are
-	// any. kick wakes it when it may be needed.
+	// any, or while skipsDue (written under mu) says that a worker may still
+	// hold a revoked task. kick wakes it when it may be needed.
 	waiters   atomic.Int32
 	pending   atomic.Int64
+	skipsDue  atomic.Bool
 	kick      chan struct{}
 	lastDrain atomic.Int64 // when the channels were last read (Unix nanoseconds)
 

@@ -81,6 +81,9 @@ func testWorker() int {
 			return 0
 		}
 		if !ch.Begin(h.Tag) {
+			// A slow answer, as from a worker that must first take a lock:
+			// the core must read it whenever it comes.
+			time.Sleep(20 * time.Millisecond)
 			reply(MsgSkipped, h.Tag, nil)
 			continue
 		}
@@ -399,6 +402,23 @@ func TestCancelledPipelinedTaskNeverRunsAndSparesTheWorker(t *testing.T) {
 	}
 	if ws := p.Workers(); len(ws) != 1 || ws[0].TasksDone != 2 {
 		t.Fatalf("workers %+v: want the same worker, 2 tasks done", ws)
+	}
+}
+
+// A worker left holding only a revoked task is idle again once its skip is
+// read, even when nobody waits for a result: a closed pool's join ends.
+func TestJoinAfterARevokedTaskIsNotStuckOnIt(t *testing.T) {
+	p := newTestPool(t, 1, 0, "")
+	pipelining(p)
+	head := submit(t, p, "sleep:100")
+	behind := submit(t, p, "echo:behind")
+	if n, err := p.CancelPending(behind); err != nil || n != 1 {
+		t.Fatalf("cancel: %d, %v", n, err)
+	}
+	collectAll(t, p, head)
+	p.Close()
+	if ok, err := p.Join(10 * time.Second); !ok || err != nil {
+		t.Fatalf("join: %v, %v; workers %+v", ok, err, p.Workers())
 	}
 }
 

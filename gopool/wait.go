@@ -74,7 +74,7 @@ func (p *Pool) wait(timeout time.Duration, found func() bool) {
 }
 
 func (p *Pool) leaveWait() {
-	if p.waiters.Add(-1) == 0 && p.pending.Load() > 0 {
+	if p.waiters.Add(-1) == 0 && (p.pending.Load() > 0 || p.skipsDue.Load()) {
 		p.kickCollector()
 	}
 }
@@ -95,7 +95,7 @@ func (p *Pool) collectLoop() {
 			return
 		default:
 		}
-		if p.waiters.Load() > 0 || p.pending.Load() == 0 {
+		if p.waiters.Load() > 0 || (p.pending.Load() == 0 && !p.holdsRevoked()) {
 			select {
 			case <-p.kick:
 			case <-p.allExited:
@@ -117,6 +117,26 @@ func (p *Pool) collectLoop() {
 		p.load.sample()
 		p.bell.Wait(seen, collectorSlice, 0)
 	}
+}
+
+// holdsRevoked reports whether a worker still holds a task that a cancel
+// revoked: the task is finished, but the worker is not idle again until
+// its answer (MsgSkipped) is read, which may come after the last result.
+func (p *Pool) holdsRevoked() bool {
+	if !p.skipsDue.Load() {
+		return false
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for w := range p.workers {
+		for _, t := range w.inflight {
+			if t.done {
+				return true
+			}
+		}
+	}
+	p.skipsDue.Store(false)
+	return false
 }
 
 // loadMonitor decides whether spinning is worth it: only when the machine

@@ -385,3 +385,69 @@ def test_pending_work_completes_at_interpreter_exit(tmp_path):
     assert out.returncode == 0, out.stderr
     assert out.stderr == ""
     assert os.path.exists(finished)
+
+
+# -- results collected by their caller ---------------------------------------------
+# A future whose result() is called collects it from the core itself; whatever
+# else takes an interest hands it over to the results thread. Each path must
+# deliver every outcome once.
+
+
+def test_a_future_nobody_asks_about_is_complete_after_shutdown():
+    ex = ProcessPoolExecutor(2)
+    futures = [ex.submit(tasks.square, i) for i in range(10)]
+    ex.shutdown(wait=True)
+    assert all(f._state == "FINISHED" for f in futures)  # set, not merely collectable
+    assert [f.result(timeout=0) for f in futures] == [i * i for i in range(10)]
+
+
+def test_result_from_several_threads_at_once(executor, tmp_path):
+    future = executor.submit(tasks.touch_then_sleep, str(tmp_path), 0, 0.3)
+    got = []
+    threads = [threading.Thread(target=lambda: got.append(future.result(timeout=30))) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert len(got) == 4 and len(set(map(repr, got))) == 1
+
+
+def test_wait_and_callbacks_on_futures_whose_result_nobody_called(executor):
+    seen = []
+    futures = [executor.submit(tasks.square, i) for i in range(6)]
+    futures[0].add_done_callback(lambda f: seen.append(f.result()))
+    done, not_done = cf.wait(futures, timeout=30)
+    assert not not_done
+    assert sorted(f.result() for f in cf.as_completed(futures, timeout=30)) == [i * i for i in range(6)]
+    assert seen == [0]
+
+
+def test_done_polls_without_blocking(executor):
+    future = executor.submit(tasks.square, 7)
+    deadline = time.monotonic() + 30
+    while not future.done():  # nothing else collects it: done() must
+        assert time.monotonic() < deadline
+        time.sleep(0.001)
+    assert future.result(timeout=0) == 49
+
+
+def test_more_futures_than_are_left_to_their_callers(executor):
+    # Beyond a limit, futures go through the results thread from the start;
+    # both kinds complete, in any order of asking.
+    futures = [executor.submit(tasks.square, i) for i in range(300)]
+    assert [f.result(timeout=30) for f in reversed(futures)] == [i * i for i in reversed(range(300))]
+
+
+@pytest.mark.timeout(120)
+def test_shutdown_after_cancelling_a_task_just_submitted_does_not_hang():
+    # CPython's gh-94440 case: a task cancelled right after its submission may
+    # already be written to an idle worker and revoked there; the worker's
+    # answer must still be read, or shutdown(wait=True) waits for it forever.
+    for _ in range(20):
+        ex = ProcessPoolExecutor(max_workers=1)
+        ex.submit(int).result(timeout=30)
+        ex.submit(int).cancel()
+        done = threading.Event()
+        waiter = threading.Thread(target=lambda: (ex.shutdown(wait=True), done.set()), daemon=True)
+        waiter.start()
+        assert done.wait(10), "shutdown(wait=True) hung"

@@ -69,6 +69,7 @@ from typing import (
     TypeVar,
 )
 
+from gopool._binding import deadline_of, slice_ms
 from gopool._errors import (
     BrokenPoolError,
     CancelledError,
@@ -186,6 +187,68 @@ class Future(concurrent.futures.Future[_T]):
     def __init__(self) -> None:
         super().__init__()
         self._core: Optional[_Core] = None
+        # While set, nobody but a caller of result(), exception() or done()
+        # collects the outcome: that caller reads it from the core itself,
+        # saving the hand-off through the results thread. Whatever else
+        # takes an interest (a callback, wait(), as_completed(), asyncio,
+        # shutdown) hands the future over to that thread first.
+        self._lazy: Optional[_Delivery] = None
+        self._collecting = threading.Lock()
+        self._handled = 0  # outcomes collected, for the core's acknowledgement
+        self._waiters: List[Any] = _Waiters(self)
+
+    def result(self, timeout: Optional[float] = None) -> _T:
+        deadline = deadline_of(timeout)
+        self._collect_lazily(deadline)
+        return super().result(_time_left(deadline))
+
+    def exception(self, timeout: Optional[float] = None) -> Optional[BaseException]:
+        deadline = deadline_of(timeout)
+        self._collect_lazily(deadline)
+        return super().exception(_time_left(deadline))
+
+    def done(self) -> bool:
+        if not super().done():
+            self._collect_lazily(time.monotonic())
+        return super().done()
+
+    def add_done_callback(self, fn: Callable[["concurrent.futures.Future[_T]"], object]) -> None:
+        self._hand_over()
+        super().add_done_callback(fn)
+
+    def _hand_over(self) -> None:
+        delivery = self._lazy
+        if delivery is not None:
+            delivery.adopt(self)
+
+    def _collect_lazily(self, deadline: Optional[float]) -> None:
+        """Collect the outcome from the core until it is in, the future is
+        handed over, or the deadline passes. One thread collects at a time."""
+        if self._lazy is None:
+            return
+        wait_s = -1 if deadline is None else max(0.0, deadline - time.monotonic())
+        if not self._collecting.acquire(timeout=wait_s):
+            return
+        try:
+            while True:
+                delivery, core, job = self._lazy, self._core, self._job
+                if delivery is None or core is None or job is None:
+                    return
+                try:
+                    entries, done = core.backend.collect(job, self._handled, slice_ms(deadline))
+                except KeyError:
+                    return  # handed over, and the results thread took it
+                self._handled += len(entries)
+                if done:
+                    core.backend.ack(job, self._handled)
+                    delivery.forget(self)
+                    _, ok, value = entries[-1]
+                    self._deliver(ok, value)
+                    return
+                if deadline is not None and time.monotonic() >= deadline:
+                    return
+        finally:
+            self._collecting.release()
 
     def cancel(self, *, running: bool = False) -> bool:
         """Cancel the task if it has not begun and return True; return False
@@ -213,6 +276,9 @@ class Future(concurrent.futures.Future[_T]):
         if stopped == 0:
             return self.cancelled()
         self._mark_cancelled()
+        delivery = self._lazy
+        if delivery is not None and delivery.forget(self):
+            core.backend.discard(job)  # nobody will read its outcome now
         return True
 
     def running(self) -> bool:
@@ -255,6 +321,26 @@ class Future(concurrent.futures.Future[_T]):
         self._core = None
 
 
+class _Waiters(list):  # type: ignore[type-arg]
+    """A future's waiter list: ``wait()`` and ``as_completed()`` add theirs
+    to it, which hands a lazily collected future over to the results
+    thread, since those callers never call result()."""
+
+    def __init__(self, future: Future[Any]) -> None:
+        super().__init__()
+        self._future = weakref.ref(future)
+
+    def append(self, waiter: Any) -> None:
+        super().append(waiter)
+        future = self._future()
+        if future is not None:
+            future._hand_over()
+
+
+def _time_left(deadline: Optional[float]) -> Optional[float]:
+    return None if deadline is None else max(0.0, deadline - time.monotonic())
+
+
 def _failed_future(exc: BaseException) -> "Future[Any]":
     future: Future[Any] = Future()
     future.set_exception(exc)
@@ -291,10 +377,15 @@ class _Delivery:
     submissions does not start a thread each."""
 
     _LINGER_SLICES = 5  # idle slices of the core's wait before the thread ends
+    # At most this many futures wait for their caller to collect them (a
+    # caller that never does leaves their results in the core); the others
+    # go through the thread from the start.
+    LAZY_LIMIT = 64
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.waiting: Dict[int, Future[Any]] = {}
+        self.lazy: Dict[int, Future[Any]] = {}  # collected by their callers
         self._core: Optional[_Core] = None
         self._thread: Optional[threading.Thread] = None
         self._ack = False
@@ -309,6 +400,46 @@ class _Delivery:
             self._thread = threading.Thread(target=self._run, name="gopool executor results", daemon=True)
             self._thread.start()
 
+    def watch_lazily_locked(self, core: _Core, job: int, future: "Future[Any]") -> None:
+        """Leave job's result to whoever calls future's result(), until
+        something else takes an interest (the caller holds ``lock``)."""
+        self.lazy[job] = future
+        future._lazy = self
+
+    def adopt(self, future: "Future[Any]") -> None:
+        """Take over a lazily collected future: its result comes through the
+        thread from now on."""
+        with self.lock:
+            job, core = future._job, future._core
+            if future._lazy is None or job is None or core is None:
+                return
+            del self.lazy[job]
+            future._lazy = None
+            self.watch_locked(core, job, future)
+            try:
+                core.backend.notify(job, future._handled)
+            except KeyError:  # its caller has collected it all: it delivers it
+                del self.waiting[job]
+
+    def forget(self, future: "Future[Any]") -> bool:
+        """A lazily collected future is complete; False if it was handed
+        over meanwhile."""
+        with self.lock:
+            if future._lazy is None or future._job is None:
+                return False
+            del self.lazy[future._job]
+            future._lazy = None
+            if not self.waiting and not self.lazy:
+                self._idle.notify_all()
+            return True
+
+    def adopt_all(self) -> None:
+        """Hand every lazily collected future over to the thread."""
+        with self.lock:
+            futures = list(self.lazy.values())
+        for future in futures:
+            self.adopt(future)
+
     def close(self) -> None:
         """No more futures: the thread ends once none is pending."""
         with self.lock:
@@ -316,12 +447,17 @@ class _Delivery:
 
     def wait_idle(self, timeout: Optional[float] = None) -> bool:
         """Wait until no future is pending."""
+        self.adopt_all()
         with self.lock:
             return self._idle.wait_for(lambda: not self.waiting, timeout)
 
     def pending(self) -> List["Future[Any]"]:
         with self.lock:
-            return list(self.waiting.values())
+            return [*self.waiting.values(), *self.lazy.values()]
+
+    def by_job(self) -> Dict[int, "Future[Any]"]:
+        with self.lock:
+            return {**self.waiting, **self.lazy}
 
     def _run(self) -> None:
         idle = 0
@@ -670,9 +806,13 @@ class ProcessPoolExecutor(Executor):
         with self._shutdown_lock:
             self._check_open()
             with delivery.lock:
-                job = core.backend.submit(0, (task,), seal=True, notify=True, limits=self._limits)
+                lazy = len(delivery.lazy) < delivery.LAZY_LIMIT
+                job = core.backend.submit(0, (task,), seal=True, notify=not lazy, limits=self._limits)
                 future._job, future._core = job, core
-                delivery.watch_locked(core, job, future)
+                if lazy:
+                    delivery.watch_lazily_locked(core, job, future)
+                else:
+                    delivery.watch_locked(core, job, future)
         return future
 
     def map(
@@ -756,8 +896,7 @@ class ProcessPoolExecutor(Executor):
         core = self._core
         if core is None:
             return []
-        with self._delivery.lock:
-            futures = dict(self._delivery.waiting)
+        futures = self._delivery.by_job()
         infos = []
         for pid, done, job, index in core.backend.workers():
             if job == 0:

@@ -78,6 +78,8 @@ from gopool._errors import (
 )
 
 if TYPE_CHECKING:
+    from typing_extensions import ParamSpec  # typing's from Python 3.10
+
     from gopool._backend import TimeLimits
     from gopool._process_backend import ProcessBackend
     from gopool.pool import WorkerInfo
@@ -92,6 +94,8 @@ __all__ = [
 ]
 
 _T = TypeVar("_T")
+if TYPE_CHECKING:
+    _P = ParamSpec("_P")
 
 BrokenProcessPool = concurrent.futures.process.BrokenProcessPool
 
@@ -146,7 +150,8 @@ def _initializer_error(failed: _InitializerFailed) -> ExecutorBrokenError:
 
 def _remote_traceback(cause: Optional[BaseException]) -> Optional[BaseException]:
     if isinstance(cause, RemoteTraceback) and type(cause) is RemoteTraceback:
-        remote: BaseException = concurrent.futures.process._RemoteTraceback(cause.tb)
+        # typeshed declares its argument a TracebackType; the stdlib passes the text, as here
+        remote: BaseException = concurrent.futures.process._RemoteTraceback(cause.tb)  # type: ignore[arg-type]
         return remote
     return cause
 
@@ -654,7 +659,7 @@ class ProcessPoolExecutor(Executor):
 
     # -- submitting ------------------------------------------------------------
 
-    def submit(self, fn: Callable[..., _T], /, *args: Any, **kwargs: Any) -> Future[_T]:
+    def submit(self, fn: Callable[_P, _T], /, *args: _P.args, **kwargs: _P.kwargs) -> Future[_T]:
         """Schedule ``fn(*args, **kwargs)`` in a worker; return its
         :class:`Future`. Arguments that cannot be pickled fail the future,
         as in the stdlib."""

@@ -407,7 +407,7 @@ class _MapIterator(Iterator[_T]):
         self._handled = 0
         self._collected = 0  # distinct results stored
         self._next = 0  # the next chunk to hand out
-        self._items: Deque[Any] = deque()
+        self._items: Deque[_T] = deque()
         self._started = False
         self._finished = False
         self._done = False  # the core has given every result
@@ -469,7 +469,7 @@ class _MapIterator(Iterator[_T]):
     def __next__(self) -> _T:
         self._started = True
         if self._items:
-            return self._items.popleft()  # type: ignore[no-any-return]
+            return self._items.popleft()
         if self._finished:
             raise StopIteration
         try:
@@ -500,7 +500,7 @@ class _MapIterator(Iterator[_T]):
         value = None
         if not self._items:  # an empty chunk cannot happen, but stay safe
             return self.__next__()
-        return self._items.popleft()  # type: ignore[no-any-return]
+        return self._items.popleft()
 
     def _wait_for(self, index: int) -> Tuple[bool, Any]:
         """Collect until chunk index's outcome is in; TimeoutError (the

@@ -32,7 +32,7 @@ import uuid
 import warnings
 import weakref
 from collections import deque
-from typing import Any, Callable, Deque, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Deque, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 from gopool import _serialize as ser
 from gopool import _wire

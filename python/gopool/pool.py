@@ -74,6 +74,7 @@ from gopool._errors import (
 if TYPE_CHECKING:
     from typing_extensions import Self
 
+    from gopool.cluster import Dask
     from gopool.futures import Future
 
 __all__ = [
@@ -954,7 +955,7 @@ class Pool(_mp_pool.Pool):
         _live_pools.add(self)
 
     @staticmethod
-    def _resolve_cluster(cluster: Any) -> Any:
+    def _resolve_cluster(cluster: Any) -> Optional[Dask]:
         from gopool.cluster import resolve
 
         return resolve(cluster)
@@ -1248,7 +1249,7 @@ class ThreadPool(Pool, _mp_pool.ThreadPool):
         super().__init__(processes, initializer, initargs)
 
     @staticmethod
-    def _resolve_cluster(cluster: Any) -> Any:
+    def _resolve_cluster(cluster: Any) -> Optional[Dask]:
         return None  # GOPOOL_CLUSTER is for process pools only
 
     def _make_backend(self, processes: Optional[int], initializer: Optional[Callable[..., Any]],

@@ -77,7 +77,6 @@ from multiprocessing import context, process, util
 from typing import TYPE_CHECKING, Any, Callable, Optional, Tuple, Type, TypeVar
 
 from gopool import _wire
-from gopool._spawning import duplicate_for_child
 from gopool._binding import (
     SLICE_MS,
     call,
@@ -90,6 +89,7 @@ from gopool._binding import (
     translate,
     wait_until,
 )
+from gopool._spawning import duplicate_for_child
 
 __all__ = ["Event", "Lock", "RLock", "Semaphore", "BoundedSemaphore", "Condition", "Barrier"]
 

@@ -93,4 +93,4 @@ wheel-repro: $(WPY)
 	$(WPY) tests/wheel/build_wheels.py repro --python $(PYTHON) --cc $(WHEEL_CC)
 
 clean:
-	rm -rf $(VENV) build dist python/gopool/_gobind python/gopool.egg-info
+	rm -rf $(VENV) build dist python/gopool/_gobind python/gopool.egg-info .mypy_cache

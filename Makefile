@@ -1,4 +1,4 @@
-# gopool: `make demo`, `make test`, `make bench`, `make build`;
+# gopool: `make demo`, `make test`, `make test-types`, `make bench`, `make build`;
 # packaging: `make sdist`, `make wheel`, `make test-wheel`, `make wheels`, `make wheel-repro`.
 # Everything installs into .venv with the machine's python3; the Go tools
 # (gopy, goimports) are built by setup.py from the versions pinned in go.mod.
@@ -11,19 +11,25 @@ PYTEST_FLAGS ?= -q -p no:cacheprovider -ra
 MIN_TESTS ?= 100
 STATICCHECK := v0.8.2
 
-.PHONY: build test test-go test-py test-cpython-futures demo bench clean sdist wheel test-wheel wheels wheel-repro
+.PHONY: build test test-types test-go test-py test-cpython-futures demo bench clean sdist wheel test-wheel wheels wheel-repro
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 
 # distributed: cluster mode's tests (pinned: the version the cluster backend is tested with);
-# cryptography: Dask's temporary TLS certificates, for the TLS test
-TEST_DEPS := pytest pytest-timeout ipython uvloop tqdm nbclient nbformat ipykernel ipywidgets dask parmap distributed==2026.8.0 cryptography==50.0.2
+# cryptography: Dask's temporary TLS certificates, for the TLS test;
+# mypy: test-types and tests/test_typing.py (pinned: the version the types are checked with)
+MYPY := mypy==2.4.1
+TEST_DEPS := pytest pytest-timeout ipython uvloop tqdm nbclient nbformat ipykernel ipywidgets dask parmap distributed==2026.8.0 cryptography==50.0.2 $(MYPY)
 
 build: $(PY)
 	$(PY) -m pip install -q --disable-pip-version-check . $(TEST_DEPS)
 
-test: build test-go test-py test-cpython-futures
+test: build test-types test-go test-py test-cpython-futures
+
+# mypy --strict on the package, as [tool.mypy] in pyproject.toml configures it (files, strict)
+test-types: build
+	$(PY) -m mypy
 
 test-go:
 	@test -z "$$(gofmt -l gopool pybind)" || { gofmt -l gopool pybind; echo "gofmt: files above need formatting"; exit 1; }
@@ -87,4 +93,4 @@ wheel-repro: $(WPY)
 	$(WPY) tests/wheel/build_wheels.py repro --python $(PYTHON) --cc $(WHEEL_CC)
 
 clean:
-	rm -rf $(VENV) build dist python/gopool/_gobind python/gopool.egg-info
+	rm -rf $(VENV) build dist python/gopool/_gobind python/gopool.egg-info .mypy_cache

@@ -19,7 +19,52 @@ from __future__ import annotations
 
 import importlib
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any, List
+
+if TYPE_CHECKING:
+    # What the lazy names below are, for type checkers.
+    from multiprocessing import (
+        Array,
+        Manager,
+        Pipe,
+        RawArray,
+        RawValue,
+        Value,
+        allow_connection_pickling,
+        freeze_support,
+        get_logger,
+        log_to_stderr,
+        reducer,
+    )
+
+    from gopool._errors import (
+        BrokenPoolError,
+        CancelledError,
+        ForkedChildError,
+        PoolTerminatedError,
+        ProcessError,
+        SoftTimeLimitExceeded,
+        TimeoutError,
+        WorkerLostError,
+    )
+    from gopool.cluster import ClusterError
+    from gopool.context import (
+        AuthenticationError,
+        BufferTooShort,
+        get_all_start_methods,
+        get_context,
+        get_start_method,
+        set_executable,
+        set_forkserver_preload,
+        set_start_method,
+    )
+    from gopool.futures import ProcessPoolExecutor
+    from gopool.pool import Pool, ThreadPool
+    from gopool.process import Process, active_children, current_process, parent_process
+    from gopool.queues import JoinableQueue, Queue, SimpleQueue
+    from gopool.synchronize import Barrier, BoundedSemaphore, Condition, Event, Lock, RLock, Semaphore
+
+    __version__: str
 
 __all__ = [
     "Pool",
@@ -156,6 +201,7 @@ def _version() -> str:
 
 
 def __getattr__(name: str) -> Any:
+    value: Any
     if name == "__version__":  # computed on first use: workers never need it
         globals()[name] = value = _version()
         return value
@@ -174,5 +220,5 @@ def __getattr__(name: str) -> Any:
     return value
 
 
-def __dir__():
+def __dir__() -> List[str]:
     return sorted(set(globals()) | set(__all__) | set(_SUBMODULES))

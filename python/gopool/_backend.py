@@ -21,7 +21,7 @@ a flag: everything it lent the previous time.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable, Iterator, List, NamedTuple, Optional, Protocol, Sequence, Tuple
+from typing import Any, Callable, Iterable, Iterator, List, NamedTuple, Optional, Protocol, Sequence, Tuple, Union
 
 # (task index, succeeded, value or exception)
 Entry = Tuple[int, bool, Any]
@@ -31,6 +31,9 @@ JobEntries = Tuple[int, List[Entry], bool]
 
 # (pid or thread ident, tasks done, job of the running task or 0, its index)
 WorkerRow = Tuple[int, int, int, int]
+
+# the same, and the worker's host, on a cluster
+ClusterWorkerRow = Tuple[int, int, int, int, str]
 
 
 class TimeLimits(NamedTuple):
@@ -101,7 +104,7 @@ class Backend(Protocol):
         """Terminate and free everything; safe to call twice, and from a
         finalizer."""
 
-    def workers(self) -> List[WorkerRow]:
+    def workers(self) -> Sequence[Union[WorkerRow, ClusterWorkerRow]]:
         """One row per live worker."""
 
     def queued(self) -> int:

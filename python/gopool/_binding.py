@@ -38,6 +38,7 @@ import os
 import re
 import threading
 import time
+import types
 import weakref
 from typing import Any, Callable, Dict, Iterator, List, Optional, Type
 
@@ -95,7 +96,8 @@ class _Library:
         if self._loaded:
             raise AttributeError(f"the Go core has no function {name!r}")
         self._load()
-        return getattr(self, name)
+        function: Callable[..., Any] = getattr(self, name)
+        return function
 
     def _load(self) -> None:
         check_not_forked()
@@ -112,7 +114,7 @@ _started_here = False  # the Go runtime runs in this process
 _ext: Any = None  # the extension module, once loaded
 
 
-def _import_extension():
+def _import_extension() -> types.ModuleType:
     try:
         cwd = os.getcwd()
     except OSError:  # the working directory was deleted: nothing to restore
@@ -131,7 +133,8 @@ def _import_extension():
     # every Python GC (_gopy_gc_cb); they are not imported, but remove any
     # such hook anyway.
     gc.callbacks[:] = [cb for cb in gc.callbacks if getattr(cb, "__name__", "") != "_gopy_gc_cb"]
-    return _core
+    extension: types.ModuleType = _core
+    return extension
 
 
 lib = _Library()

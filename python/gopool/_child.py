@@ -38,11 +38,12 @@ def main() -> None:
     prep_part, process_part = ser.unpack(_read_exactly(INIT_FD, length))
     _spawning.prepare(ser.loads(prep_part))
     current = process.current_process()
-    current._inheriting = True
+    # the stdlib's flag for "unpickling the process object" (private, not in typeshed)
+    current._inheriting = True  # type: ignore[attr-defined]
     try:
         process_obj = ser.loads(process_part)
     finally:
-        del current._inheriting
+        del current._inheriting  # type: ignore[attr-defined]
     sys.exit(process_obj._bootstrap(parent_sentinel=INIT_FD))
 
 

@@ -30,13 +30,17 @@ import struct
 import threading
 import time
 from collections import OrderedDict
-from typing import Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Dict, List, Optional, Tuple
 
 from gopool import _binding as core
 from gopool import _serialize as ser
 from gopool import _spawning
 from gopool._backend import TimeLimits
 from gopool._process_backend import _REPLY, _RESULT, ProcessBackend
+
+if TYPE_CHECKING:
+    from dask.typing import Key
+    from distributed import Worker
 
 # (status, pid, exit code in Process.exitcode convention, seconds on the node)
 REPLY_HEADER = struct.Struct("<iqqd")
@@ -228,7 +232,7 @@ def _reply(status: int, pid: int, exitcode: int, seconds: float, payload: bytes)
     return ser.pack(REPLY_HEADER.pack(status, pid, exitcode, seconds), _HOST.encode(), payload)
 
 
-def parse_reply(reply: bytes) -> Tuple[int, int, int, float, str, memoryview]:
+def parse_reply(reply: ser.BytesLike) -> Tuple[int, int, int, float, str, memoryview]:
     """(status, pid, exitcode, seconds on the node, host, payload) of a
     run_chunk reply."""
     header, host, payload = ser.unpack(reply)
@@ -242,7 +246,7 @@ def run_chunk(key: str, spec: bytes, func: bytes, args: bytes, hard: Optional[fl
     in this node's local pool for that client pool; stop it if the Dask
     task is cancelled. Returns the reply (see parse_reply)."""
     from distributed import get_worker
-    from distributed.worker import thread_state
+    from distributed.worker import thread_state  # type: ignore[attr-defined]  # not re-exported there
 
     worker = get_worker()
     dask_key = getattr(thread_state, "key", None)
@@ -283,7 +287,7 @@ def run_chunk(key: str, spec: bytes, func: bytes, args: bytes, hard: Optional[fl
         _agent.done_with(local)
 
 
-def _cancelled(worker, dask_key) -> bool:
+def _cancelled(worker: Worker, dask_key: Optional[Key]) -> bool:
     """Whether the Dask task running this call was cancelled (released by
     the scheduler: the client cancelled it, terminated its pool or went
     away). A Dask worker that retires gracefully lets it finish; one that

@@ -27,6 +27,7 @@ import pickle
 import statistics
 import threading
 import time
+import types
 import uuid
 import warnings
 import weakref
@@ -35,7 +36,7 @@ from typing import Any, Callable, Deque, Dict, Iterable, Iterator, List, Optiona
 
 from gopool import _serialize as ser
 from gopool import _wire
-from gopool._backend import NO_LIMITS, Entry, JobEntries, TimeLimits
+from gopool._backend import NO_LIMITS, ClusterWorkerRow, Entry, JobEntries, TimeLimits
 from gopool._errors import CancelledError, PoolTerminatedError, TimeoutError, WorkerLostError, describe_exit
 from gopool._process_backend import FunctionEncoder, _dumps_call, decode_outcome
 from gopool.cluster import ClusterError, Dask, ShortChunkWarning
@@ -58,6 +59,7 @@ RELEASE_TIMEOUT_S = 10.0
 
 # Imported first, so that Dask's exit handlers are registered before ours
 # (see _release_at_exit).
+_distributed: Optional[types.ModuleType]
 try:
     import distributed as _distributed
 except ImportError as _missing:
@@ -67,7 +69,7 @@ else:
     _import_error = None
 
 
-def _import_distributed():
+def _import_distributed() -> types.ModuleType:
     if _distributed is None:
         raise ImportError(
             "Pool(cluster=...) runs on Dask: install it with `pip install gopool[dask]` "
@@ -133,7 +135,7 @@ class DaskBackend:
         self._key = f"gopool-{uuid.uuid4().hex[:12]}"
         self._functions = FunctionEncoder()
         self._cluster_spec = cluster
-        self._owned_cluster = None
+        self._owned_cluster: Any = None  # a distributed.LocalCluster gopool started
         self._owned_client = False
         self.client = self._connect(distributed, cluster, processes)
         try:
@@ -164,7 +166,8 @@ class DaskBackend:
 
     # -- connecting ----------------------------------------------------------
 
-    def _connect(self, distributed, cluster: Dask, processes: Optional[int]):
+    def _connect(self, distributed: types.ModuleType, cluster: Dask, processes: Optional[int]) -> Any:
+        """A distributed.Client for the cluster."""
         timeout = cluster.connect_timeout
         if cluster.client is not None:
             client = cluster.client
@@ -415,7 +418,7 @@ class DaskBackend:
 
     # -- introspection -------------------------------------------------------
 
-    def workers(self) -> List[Tuple[int, int, int, int, str]]:
+    def workers(self) -> List[ClusterWorkerRow]:
         """One row per node-local worker process of this pool: (pid, tasks
         done, job, index, host); a snapshot, one round trip to the cluster."""
         from gopool import _dask_agent
@@ -426,7 +429,7 @@ class DaskBackend:
             replies = self.client.run(_dask_agent.stats, self._key, on_error="return")
         except Exception:
             return []
-        rows = []
+        rows: List[ClusterWorkerRow] = []
         for reply in replies.values():
             if isinstance(reply, list):
                 rows.extend(tuple(row) for row in reply)
@@ -473,11 +476,12 @@ class DaskBackend:
                     break
         except BaseException as exc:  # the client broke: nothing more can run
             with self._cond:
-                self._broken = self._broken or ClusterError(f"the cluster pool's dispatcher failed: {exc!r}")
-                self._fail_everything_locked(lambda: self._broken)
+                broken = self._broken or ClusterError(f"the cluster pool's dispatcher failed: {exc!r}")
+                self._broken = broken
+                self._fail_everything_locked(lambda: broken)
         self._release_cluster()
 
-    def _send(self, run_chunk, flight: _Flight, task: Task, limits: TimeLimits) -> None:
+    def _send(self, run_chunk: Callable[..., Any], flight: _Flight, task: Task, limits: TimeLimits) -> None:
         func, args = task
         parts = []
         for data in (func, args):
@@ -551,7 +555,7 @@ class DaskBackend:
             with self._cond:
                 if self._broken is None:
                     self._broken = broken
-                    self._fail_everything_locked(lambda: self._broken)
+                    self._fail_everything_locked(lambda: broken)
             return _Failure(broken)
         error = ClusterError(f"the Dask task failed on the cluster: {exc!r}")
         error.__cause__ = exc
@@ -597,7 +601,7 @@ class DaskBackend:
             return False, _terminated()
         return decode_outcome(status, pid, exitcode, payload)
 
-    def _time(self, reply: bytes, round_trip: float) -> None:
+    def _time(self, reply: ser.BytesLike, round_trip: float) -> None:
         """Keep the first chunks' timings; decide whether to warn."""
         if self._warned or self._warning is not None or len(self._timings) >= WARN_SAMPLES:
             return
@@ -681,7 +685,8 @@ def _user_stacklevel() -> int:
     gopool (counted from the function that calls warnings.warn)."""
     import sys
 
-    frame, level = sys._getframe(2), 2
+    frame: Optional[types.FrameType] = sys._getframe(2)
+    level = 2
     while frame is not None and frame.f_globals.get("__name__", "").startswith("gopool"):
         frame, level = frame.f_back, level + 1
     return level

@@ -9,7 +9,7 @@ from __future__ import annotations
 import builtins
 import concurrent.futures
 import signal
-from typing import Optional
+from typing import TYPE_CHECKING, Optional, Tuple, Type
 
 import multiprocessing
 import multiprocessing.pool
@@ -28,15 +28,18 @@ class WorkerLostError(ProcessError):
     """The worker running a task died before it could report a result.
 
     ``pid`` is the worker's process id and ``exitcode`` its exit status in
-    ``Process.exitcode`` convention (minus the signal number for a signal).
+    ``Process.exitcode`` convention (minus the signal number for a signal);
+    ``host`` is the worker's host on a cluster, None for a local worker.
     """
+
+    host: Optional[str] = None
 
     def __init__(self, message: str, pid: Optional[int] = None, exitcode: Optional[int] = None):
         super().__init__(message)
         self.pid = pid
         self.exitcode = exitcode
 
-    def __reduce__(self):
+    def __reduce__(self) -> Tuple[Type["WorkerLostError"], Tuple[str, Optional[int], Optional[int]]]:
         return (type(self), (self.args[0], self.pid, self.exitcode))
 
     @classmethod
@@ -76,8 +79,21 @@ class ForkedChildError(RuntimeError):
 
 # The stdlib's own classes, not subclasses: code compares them by identity
 # (``type(exc.__cause__) is multiprocessing.pool.RemoteTraceback``).
-MaybeEncodingError = multiprocessing.pool.MaybeEncodingError
-RemoteTraceback = multiprocessing.pool.RemoteTraceback
+if TYPE_CHECKING:
+    # typeshed does not declare them: what they are in multiprocessing/pool.py.
+    class MaybeEncodingError(Exception):
+        exc: str
+        value: str
+
+        def __init__(self, exc: object, value: object) -> None: ...
+
+    class RemoteTraceback(Exception):
+        tb: str
+
+        def __init__(self, tb: str) -> None: ...
+else:
+    MaybeEncodingError = multiprocessing.pool.MaybeEncodingError
+    RemoteTraceback = multiprocessing.pool.RemoteTraceback
 
 
 def describe_exit(exitcode: int) -> str:

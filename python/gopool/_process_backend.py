@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import struct
 import sys
-from typing import Any, Callable, Iterable, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 from gopool import _binding as core
 from gopool import _serialize as ser
@@ -67,7 +67,7 @@ class FunctionEncoder:
     _MAX = 256
 
     def __init__(self) -> None:
-        self._cache: dict = {}
+        self._cache: Dict[int, Tuple[Callable[..., Any], bytes]] = {}
 
     def encode(self, func: Callable[..., Any]) -> bytes:
         hit = self._cache.get(id(func))
@@ -153,7 +153,8 @@ class ProcessBackend:
     def _submit_records(self, job: int, tasks: Sequence[Task], flags: int, hard: int, soft: int) -> int:
         buf = _write_records(tasks)
         try:
-            return core.call(core.lib.PoolSubmit, self._id, job, flags, hard, soft, buf.id, buf.used)
+            submitted: int = core.call(core.lib.PoolSubmit, self._id, job, flags, hard, soft, buf.id, buf.used)
+            return submitted
         finally:
             buf.busy = False
 
@@ -168,7 +169,8 @@ class ProcessBackend:
         except BaseException:
             core.call(core.lib.TaskDrop, builder)
             raise
-        return core.call(core.lib.PoolSubmitTask, self._id, job, flags, hard, soft, builder)
+        submitted: int = core.call(core.lib.PoolSubmitTask, self._id, job, flags, hard, soft, builder)
+        return submitted
 
     def run(self, task: Task, limits: TimeLimits = NO_LIMITS) -> Tuple[int, List[Entry], bool]:
         core.check_not_forked()

@@ -21,10 +21,11 @@ import pickle
 import struct
 import weakref
 from queue import Empty, Full
-from typing import Any, List, Optional
+from typing import Any, Callable, List, Optional
 
 from gopool import _binding as core
 from gopool import _serialize as ser
+from gopool import _wire
 from gopool._binding import Buffer, SLICE_MS, _local, call, check_not_forked, lib, slices, take_buffer
 
 PROTOCOL = ser.PROTOCOL
@@ -45,9 +46,9 @@ loads = pickle.loads
 
 def _error(exc: BaseException) -> BaseException:
     """The queue's own messages for the core's queue errors."""
-    if core.has_code(exc, core._wire.CODE_TASK_DONE):
+    if core.has_code(exc, _wire.CODE_TASK_DONE):
         return ValueError("task_done() called too many times")
-    if core.has_code(exc, core._wire.CODE_RING_FULL):
+    if core.has_code(exc, _wire.CODE_RING_FULL):
         return MemoryError(
             "the queue's shared memory is full: an unbounded queue holds at most about "
             "its ring size in pickled bytes (1 GiB by default); take items out, or use a "
@@ -56,10 +57,10 @@ def _error(exc: BaseException) -> BaseException:
     return exc
 
 
-_BUSY = f"E{core._wire.CODE_LOCK_BUSY}: "
+_BUSY = f"E{_wire.CODE_LOCK_BUSY}: "
 
 
-def _unbusy(func: Any, *args: Any) -> Any:
+def _unbusy(func: Callable[..., Any], *args: Any) -> Any:
     """func(*args), a queue call whose last argument is its timeout (ms),
     called again with timeout 0 for as long as the core reports that a live
     process held the queue's lock for too long (stopped, or copying a huge
@@ -74,7 +75,7 @@ def _unbusy(func: Any, *args: Any) -> Any:
         args = args[:-1] + (0,)
 
 
-def _qcall(func, *args):
+def _qcall(func: Callable[..., Any], *args: Any) -> Any:
     try:
         return call(func, *args)
     except Exception as exc:
@@ -227,7 +228,7 @@ class QueueHandle:
 
     def _put_error(self, exc: RuntimeError, n: int) -> BaseException:
         error = core.translate(exc)
-        if core.has_code(error, core._wire.CODE_ITEM_TOO_LARGE):
+        if core.has_code(error, _wire.CODE_ITEM_TOO_LARGE):
             return self._too_large(n)
         return _error(error)
 

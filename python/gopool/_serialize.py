@@ -18,7 +18,13 @@ import itertools
 import pickle
 import struct
 from collections import ChainMap
-from typing import Any, List, Mapping, Optional
+from typing import Any, Callable, Dict, List, MutableMapping, Optional, Tuple, Union
+
+# What unpack() and loads() read: a pickle or records, whole or a slice of a buffer.
+BytesLike = Union[bytes, bytearray, memoryview]
+
+# A pickler's dispatch table: the reduce function of each type.
+Reducers = MutableMapping[type, Callable[[Any], Any]]
 
 PROTOCOL = pickle.HIGHEST_PROTOCOL
 LEN = struct.Struct("<Q")  # the length of a record
@@ -29,7 +35,7 @@ MODE_MAP = 1  # [func(x) for x in args]
 MODE_STARMAP = 2  # [func(*x) for x in args]
 
 
-def call_task(func: Any, args: Any, kwds: Any, mode: int) -> Any:
+def call_task(func: Callable[..., Any], args: Any, kwds: Any, mode: int) -> Any:
     """Run one task as its mode says."""
     if mode == MODE_APPLY:
         return func(*args, **kwds)
@@ -38,7 +44,7 @@ def call_task(func: Any, args: Any, kwds: Any, mode: int) -> Any:
     return list(itertools.starmap(func, args))
 
 
-def dumps(obj: Any, reducers: Optional[Mapping] = None) -> bytes:
+def dumps(obj: Any, reducers: Optional[Reducers] = None) -> bytes:
     """Pickle obj so that another gopool process can load it.
 
     reducers, if given, are used before copyreg's (the stdlib's process
@@ -56,10 +62,10 @@ def dumps(obj: Any, reducers: Optional[Mapping] = None) -> bytes:
     return data
 
 
-_picklers: dict = {}
+_picklers: Dict[Tuple[type, int], Tuple[Reducers, Any]] = {}
 
 
-def _dumps_with(base: type, base_table: Mapping, obj: Any, reducers: Mapping) -> bytes:
+def _dumps_with(base: type, base_table: Reducers, obj: Any, reducers: Reducers) -> bytes:
     """Pickle with a subclass of base whose dispatch table puts reducers
     before base_table. A subclass, not an instance attribute: the C pickler
     reads its dispatch_table when it is created, and a subclass's instance
@@ -142,11 +148,12 @@ def holds_big_buffer(args: Any) -> bool:
 _BIG_TYPES = frozenset((bytes, bytearray, str))
 
 
-def _cloud_dumps(obj: Any, reducers: Optional[Mapping] = None) -> bytes:
+def _cloud_dumps(obj: Any, reducers: Optional[Reducers] = None) -> bytes:
     import cloudpickle  # imported on first need: workers often never need it
 
     if reducers is None:
-        return cloudpickle.dumps(obj, PROTOCOL)
+        data: bytes = cloudpickle.dumps(obj, PROTOCOL)
+        return data
     return _dumps_with(cloudpickle.CloudPickler, cloudpickle.CloudPickler.dispatch_table, obj, reducers)
 
 
@@ -157,12 +164,13 @@ loads = pickle.loads
 _PLAIN = frozenset({int, float, complex, str, bytes, bytearray, bool, type(None)})
 
 
-def process_reducers() -> Mapping:
+def process_reducers() -> Reducers:
     """The reducers of multiprocessing's ForkingPickler (connections,
     sockets...), which the stdlib's queues and process arguments use."""
     from multiprocessing.reduction import ForkingPickler
 
-    return ForkingPickler._extra_reducers
+    reducers: Reducers = ForkingPickler._extra_reducers  # type: ignore[attr-defined]  # private
+    return reducers
 
 
 def dumps_item(obj: Any) -> bytes:
@@ -181,9 +189,9 @@ def pack(*parts: bytes) -> bytes:
     return b"".join(LEN.pack(len(p)) + p for p in parts)
 
 
-def unpack(blob) -> list:
+def unpack(blob: BytesLike) -> List[memoryview]:
     """Split what pack joined."""
-    parts = []
+    parts: List[memoryview] = []
     view = memoryview(blob)
     pos = 0
     while pos < len(view):
@@ -238,7 +246,7 @@ class _Repr:
         return self.text
 
 
-def loads_exception(payload) -> BaseException:
+def loads_exception(payload: BytesLike) -> BaseException:
     """Rebuild an exception from dumps_exception, with the remote traceback as
     its ``__cause__`` (as the stdlib's process pools do)."""
     from gopool._errors import RemoteTraceback
@@ -246,7 +254,7 @@ def loads_exception(payload) -> BaseException:
     tb_part, exc_part = unpack(payload)
     tb = loads(tb_part)
     try:
-        exc = loads(exc_part)
+        exc: BaseException = loads(exc_part)
     except Exception as unpickling_error:
         exc = RuntimeError(f"the task's exception could not be unpickled: {unpickling_error!r}")
     exc.__cause__ = RemoteTraceback('\n"""\n%s"""' % tb)

@@ -14,7 +14,7 @@ import os
 import sys
 import threading
 from multiprocessing import context, process
-from typing import Any, Dict, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 from gopool import _serialize as ser
 from gopool import _wire
@@ -37,7 +37,7 @@ class Spawning:
 
     DupFd = _DupFd
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.fds: List[int] = []
 
     def duplicate_for_child(self, fd: int) -> int:
@@ -49,17 +49,24 @@ class Spawning:
         """Pickle obj for the new process. If this process runs the stdlib's
         resource tracker, the new process shares it (as spawned children
         do): it is set up before anything in obj is unpickled."""
-        from multiprocessing.reduction import ForkingPickler
-
         tracker_fd = _resource_tracker_fd()
         if tracker_fd is not None:
             obj = _TrackerFirst(self.duplicate_for_child(tracker_fd), obj)
         previous = context.get_spawning_popen()
-        context.set_spawning_popen(self)
+        # Not a Popen: what pickling asks of one (duplicate_for_child, DupFd).
+        context.set_spawning_popen(self)  # type: ignore[arg-type]
         try:
-            return ser.dumps(obj, ForkingPickler._extra_reducers)
+            return ser.dumps(obj, ser.process_reducers())
         finally:
             context.set_spawning_popen(previous)
+
+
+def duplicate_for_child(fd: int) -> int:
+    """fd as the process being created will see it: what an object shared by
+    inheritance pickles as, once ``context.assert_spawning`` has passed."""
+    popen = context.get_spawning_popen()
+    assert popen is not None, "no process is being created"
+    return popen.duplicate_for_child(fd)
 
 
 def _resource_tracker_fd() -> Optional[int]:
@@ -68,7 +75,8 @@ def _resource_tracker_fd() -> Optional[int]:
     tracker = sys.modules.get("multiprocessing.resource_tracker")
     if tracker is None:
         return None
-    return tracker._resource_tracker._fd
+    fd: Optional[int] = tracker._resource_tracker._fd
+    return fd
 
 
 class _TrackerFirst:
@@ -81,7 +89,7 @@ class _TrackerFirst:
         self.fd_in_child = fd_in_child
         self.obj = obj
 
-    def __reduce__(self):
+    def __reduce__(self) -> Tuple[Callable[[Any, Any], Any], Tuple[_UseTracker, Any]]:
         # A tuple's items are unpickled in order: the tracker first.
         return (_second, (_UseTracker(self.fd_in_child), self.obj))
 
@@ -90,15 +98,16 @@ class _UseTracker:
     def __init__(self, fd: int):
         self.fd = fd
 
-    def __reduce__(self):
+    def __reduce__(self) -> Tuple[Callable[[int], None], Tuple[int]]:
         return (_use_resource_tracker, (self.fd,))
 
 
 def _use_resource_tracker(fd: int) -> None:
     from multiprocessing import resource_tracker
 
-    if resource_tracker._resource_tracker._fd is None:
-        resource_tracker._resource_tracker._fd = fd
+    # _fd is private to the tracker: typeshed does not declare it
+    if resource_tracker._resource_tracker._fd is None:  # type: ignore[attr-defined]
+        resource_tracker._resource_tracker._fd = fd  # type: ignore[attr-defined]
 
 
 def _second(_: Any, obj: Any) -> Any:
@@ -107,7 +116,7 @@ def _second(_: Any, obj: Any) -> Any:
 
 def preparation() -> Dict[str, Any]:
     """What a child needs from its parent before it unpickles anything."""
-    data = {
+    data: Dict[str, Any] = {
         "sys_path": list(sys.path),
         "sys_argv": list(sys.argv),
         "authkey": bytes(process.current_process().authkey),
@@ -131,8 +140,9 @@ def _main_module_source() -> Optional[Tuple[str, str]]:
     path = getattr(main, "__file__", None)
     if path is None:
         return None
-    if not os.path.isabs(path) and process.ORIGINAL_DIR is not None:
-        path = os.path.join(process.ORIGINAL_DIR, path)
+    original_dir: Optional[str] = process.ORIGINAL_DIR  # type: ignore[attr-defined]  # not in typeshed
+    if not os.path.isabs(path) and original_dir is not None:
+        path = os.path.join(original_dir, path)
     return ("path", os.path.normpath(path))
 
 
@@ -149,7 +159,7 @@ def prepare(data: Dict[str, Any]) -> None:
         gopool_context.set_start_method(data["start_method"], force=True)
     if data.get("main") is not None:
         main = sys.modules["__main__"]
-        main.__getattr__ = _MainOnDemand(*data["main"])
+        main.__dict__["__getattr__"] = _MainOnDemand(*data["main"])
 
 
 class _MainOnDemand:
@@ -186,11 +196,12 @@ class _MainOnDemand:
 
         current = process.current_process()
         inheriting = getattr(current, "_inheriting", False)
-        current._inheriting = True  # starting a process now is an error
+        # _inheriting: the stdlib's private flag (not in typeshed)
+        current._inheriting = True  # type: ignore[attr-defined]  # starting a process now is an error
         try:
             spawn.prepare(self._source)
         finally:
-            current._inheriting = inheriting
+            current._inheriting = inheriting  # type: ignore[attr-defined]
 
 
 def check_not_importing_main() -> None:
@@ -231,7 +242,8 @@ def _python_command(code: str) -> List[str]:
     check_not_importing_main()
     package_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     code = f"import sys; sys.path.insert(0, {package_parent!r}); {code}"
-    return [_executable or sys.executable, *subprocess._args_from_interpreter_flags(), "-c", code]
+    flags: List[str] = subprocess._args_from_interpreter_flags()  # type: ignore[attr-defined]  # private
+    return [_executable or sys.executable, *flags, "-c", code]
 
 
 def worker_command(entry_module: str) -> List[str]:

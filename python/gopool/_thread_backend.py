@@ -15,7 +15,7 @@ import ctypes
 import itertools
 import threading
 from collections import deque
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Deque, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 from multiprocessing.dummy import DummyProcess
 
@@ -27,6 +27,12 @@ from gopool._errors import CancelledError, PoolTerminatedError, WorkerLostError
 RUN, CLOSE, TERMINATE = "RUN", "CLOSE", "TERMINATE"
 
 INTERRUPT_GRACE = 0.1
+
+# A task as the thread backend keeps it: (function, arguments, keywords, mode).
+Task = Tuple[Callable[..., Any], Any, Any, int]
+
+# A task in the queue or running: (job, index in the job, task).
+_Queued = Tuple[int, int, Task]
 
 
 class _Stop(BaseException):
@@ -56,9 +62,9 @@ class _Job:
 
 
 class ThreadBackend:
-    def __init__(self, threads: int, initializer: Optional[Callable], initargs: Sequence):
+    def __init__(self, threads: int, initializer: Optional[Callable[..., Any]], initargs: Sequence[Any]):
         self._cond = threading.Condition()
-        self._queue: deque = deque()
+        self._queue: Deque[_Queued] = deque()
         self._jobs: Dict[int, _Job] = {}
         self._job_ids = itertools.count(1)
         self._notified: List[int] = []  # notify jobs with news
@@ -66,7 +72,7 @@ class ThreadBackend:
         self._state = RUN
         self._open = 0
         self._failure: Optional[BaseException] = None
-        self._running: Dict[threading.Thread, tuple] = {}
+        self._running: Dict[threading.Thread, _Queued] = {}
         self._initializer = initializer
         self._initargs = tuple(initargs)
         # DummyProcess, like the stdlib's ThreadPool workers: code that lists
@@ -127,7 +133,7 @@ class ThreadBackend:
     def _recover_from_interrupt(self, me: threading.Thread) -> None:
         """After an interruption landed: never leave the lock held, and give
         back a task this thread had taken but not yet started."""
-        while self._cond._is_owned():
+        while self._cond._is_owned():  # type: ignore[attr-defined]  # private to threading.Condition
             self._cond.release()
         with self._cond:
             item = self._running.pop(me, None)
@@ -135,7 +141,7 @@ class ThreadBackend:
                 self._queue.appendleft(item)
                 self._cond.notify_all()
 
-    def _next_task(self, me):
+    def _next_task(self, me: threading.Thread) -> Optional[_Queued]:
         with self._cond:
             while True:
                 if self._state == TERMINATE or self._failure is not None:
@@ -169,13 +175,13 @@ class ThreadBackend:
 
     # -- the backend interface ---------------------------------------------
 
-    def encode(self, func: Callable, args: Any, kwds: Any, mode: int) -> tuple:
+    def encode(self, func: Callable[..., Any], args: Any, kwds: Any, mode: int) -> Task:
         return (func, args, kwds, mode)
 
-    def iter_encode(self, func: Callable, arg_list, mode: int):
+    def iter_encode(self, func: Callable[..., Any], arg_list: Iterable[Any], mode: int) -> Iterator[Task]:
         return ((func, args, None, mode) for args in arg_list)
 
-    def submit(self, job_id: int, tasks: Sequence[tuple], *, seal: bool, notify: bool = False,
+    def submit(self, job_id: int, tasks: Sequence[Task], *, seal: bool, notify: bool = False,
                limits: TimeLimits = NO_LIMITS) -> int:
         if limits != NO_LIMITS:
             raise ValueError(
@@ -210,7 +216,7 @@ class ThreadBackend:
             self._open -= 1
             self._progressed_locked(job_id, job)
 
-    def run(self, task: tuple, limits: TimeLimits = NO_LIMITS) -> Tuple[int, List[Entry], bool]:
+    def run(self, task: Task, limits: TimeLimits = NO_LIMITS) -> Tuple[int, List[Entry], bool]:
         job_id = self.submit(0, (task,), seal=True, limits=limits)
         entries, done = self.collect(job_id, 0, SLICE_MS)
         return job_id, entries, done
@@ -329,8 +335,8 @@ class ThreadBackend:
             self._state = TERMINATE
             self._fail_queued_locked(False, _terminated())
             interrupted = list(self._running)
-            for thread, (job, index, _) in self._running.items():
-                self._finish_locked(job, index, False, _terminated())
+            for thread, (job_id, index, _) in self._running.items():
+                self._finish_locked(job_id, index, False, _terminated())
                 _raise_in_thread(thread, _Stop)
             self._running.clear()
             for job_id, job in list(self._jobs.items()):

@@ -13,23 +13,28 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import types
+from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, Tuple
 
 from gopool import _serialize as ser
 from gopool import _wire
 
+if TYPE_CHECKING:
+    from gopool._channel import Channel
+
 _FUNC_CACHE_SIZE = 64
 
-_memory_limit = None  # bytes of address space a worker may use, or None
+_memory_limit: Optional[int] = None  # bytes of address space a worker may use, or None
 
 # A task's soft time limit arrives as a signal (see gopool/protocol.go,
 # SoftLimitSignal): it raises SoftTimeLimitExceeded in the task if the task
 # the core meant is still the one running, and only while the task's own
 # code runs (_in_task), never in the worker's loop.
 _in_task = False
-_channel = None
+_channel: Optional[Channel] = None
 
 
-def _on_soft_limit(signum, frame) -> None:
+def _on_soft_limit(signum: int, frame: Optional[types.FrameType]) -> None:
     if _in_task and _channel is not None:
         seq = _channel.running()
         if seq and seq == _channel.soft_limit():
@@ -47,10 +52,10 @@ class _FunctionCache:
     """Unpickled task functions by their pickled bytes: a map sends the same
     function with every chunk, and a closure sent by value is costly to load."""
 
-    def __init__(self):
-        self._items: dict = {}
+    def __init__(self) -> None:
+        self._items: Dict[bytes, Callable[..., Any]] = {}
 
-    def load(self, data):
+    def load(self, data: ser.BytesLike) -> Callable[..., Any]:
         key = bytes(data)
         func = self._items.get(key)
         if func is None:
@@ -61,7 +66,7 @@ class _FunctionCache:
         return func
 
 
-def run_task(payload, functions: _FunctionCache):
+def run_task(payload: bytes, functions: _FunctionCache) -> Tuple[int, bytes]:
     """Run one task; return (message kind, encoded result)."""
     global _in_task
     try:
@@ -95,7 +100,7 @@ def _memory_error(over: _OverMemoryLimit) -> bytes:
     return ser.dumps_exception(error)
 
 
-def _initialise(payload) -> None:
+def _initialise(payload: bytes) -> None:
     """Apply the parent's settings, then run the user's initializer."""
     global _memory_limit
     settings_part, init_part = ser.unpack(payload)
@@ -135,7 +140,7 @@ def main() -> None:
     _exit_quickly()
 
 
-def serve(channel) -> None:
+def serve(channel: Channel) -> None:
     """Run tasks until the core says stop."""
     global _forked
     _forked = False  # a worker may itself have been forked (by the zygote)

@@ -24,7 +24,7 @@ import socket
 import struct
 import sys
 import traceback
-from typing import List
+from typing import List, Union
 
 from gopool import _channel, _serialize
 
@@ -61,8 +61,9 @@ def main() -> None:
     signal.set_wakeup_fd(wake_w)
     signal.signal(signal.SIGCHLD, lambda signum, frame: None)
     preload = list(_PRELOAD)
+    watched: List[Union[socket.socket, int]] = [sock, wake_r]
     while True:
-        ready = select.select([sock, wake_r], [], [], 0 if preload else None)[0]
+        ready = select.select(watched, [], [], 0 if preload else None)[0]
         if not ready and preload:
             _preload(preload.pop(0))
             continue
@@ -147,7 +148,7 @@ def _run_child(entry: str, directory: str, env: List[str], fds: List[int], pgid:
         _place_fds(fds)
         os.chdir(directory)
         os.environ.clear()
-        os.environ.update(kv.split("=", 1) for kv in env if "=" in kv)
+        os.environ.update((name, value) for name, _, value in (kv.partition("=") for kv in env if "=" in kv))
         code = _run(entry)
     except BaseException:
         traceback.print_exc()

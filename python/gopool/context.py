@@ -45,10 +45,15 @@ from multiprocessing.context import (  # noqa: F401  (re-exported)
     get_spawning_popen,
     set_spawning_popen,
 )
-from typing import Any, Callable, Iterable, List, Optional
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Optional, Tuple
 
 from gopool import _errors
 from gopool.process import Process
+
+if TYPE_CHECKING:
+    from gopool import synchronize
+    from gopool.pool import Pool
+    from gopool.queues import JoinableQueue, Queue, SimpleQueue
 
 __all__ = [
     "GopoolContext",
@@ -91,10 +96,13 @@ class GopoolContext(BaseContext):
     def __repr__(self) -> str:
         return f"<gopool context {self._name!r}>"
 
-    def __reduce__(self):
+    def __reduce__(self) -> Tuple[Callable[[str], BaseContext], Tuple[str]]:
         return (get_context, (self._name,))
 
-    def get_context(self, method: Optional[str] = None) -> BaseContext:
+    # Below, [override]: this context's get_context(None) is itself (the
+    # stdlib's gives its default context), and its queues, events and locks
+    # are gopool's, not the stdlib classes BaseContext is declared to give.
+    def get_context(self, method: Optional[str] = None) -> BaseContext:  # type: ignore[override]
         """This context (method None), or the one for method."""
         if method is None:
             return self
@@ -112,25 +120,25 @@ class GopoolContext(BaseContext):
         return get_all_start_methods()
 
     def Pool(self, processes: Optional[int] = None, initializer: Optional[Callable[..., Any]] = None,
-             initargs: Iterable[Any] = (), maxtasksperchild: Optional[int] = None) -> Any:
+             initargs: Iterable[Any] = (), maxtasksperchild: Optional[int] = None) -> Pool:
         """A gopool.Pool."""
         from gopool.pool import Pool
 
         return Pool(processes, initializer, initargs, maxtasksperchild, context=self)
 
-    def Queue(self, maxsize: int = 0) -> Any:
+    def Queue(self, maxsize: int = 0) -> Queue[Any]:  # type: ignore[override]
         """A gopool.Queue."""
         from gopool.queues import Queue
 
         return Queue(maxsize)
 
-    def JoinableQueue(self, maxsize: int = 0) -> Any:
+    def JoinableQueue(self, maxsize: int = 0) -> JoinableQueue[Any]:  # type: ignore[override]
         """A gopool.JoinableQueue."""
         from gopool.queues import JoinableQueue
 
         return JoinableQueue(maxsize)
 
-    def SimpleQueue(self) -> Any:
+    def SimpleQueue(self) -> SimpleQueue[Any]:  # type: ignore[override]
         """A gopool.SimpleQueue that can also be waited on like the stdlib's
         (``multiprocessing.connection.wait([q._reader])``, as
         ``concurrent.futures.ProcessPoolExecutor`` does)."""
@@ -138,44 +146,44 @@ class GopoolContext(BaseContext):
 
         return SimpleQueue(_waitable=True)
 
-    def Event(self) -> Any:
+    def Event(self) -> synchronize.Event:  # type: ignore[override]
         """A gopool.Event."""
         from gopool.synchronize import Event
 
         return Event()
 
-    def Lock(self) -> Any:
+    def Lock(self) -> synchronize.Lock:  # type: ignore[override]
         """A gopool.Lock."""
         from gopool import synchronize
 
         return synchronize.Lock()
 
-    def RLock(self) -> Any:
+    def RLock(self) -> synchronize.RLock:  # type: ignore[override]
         """A gopool.RLock."""
         from gopool import synchronize
 
         return synchronize.RLock()
 
-    def Semaphore(self, value: int = 1) -> Any:
+    def Semaphore(self, value: int = 1) -> synchronize.Semaphore:  # type: ignore[override]
         """A gopool.Semaphore."""
         from gopool import synchronize
 
         return synchronize.Semaphore(value)
 
-    def BoundedSemaphore(self, value: int = 1) -> Any:
+    def BoundedSemaphore(self, value: int = 1) -> synchronize.BoundedSemaphore:  # type: ignore[override]
         """A gopool.BoundedSemaphore."""
         from gopool import synchronize
 
         return synchronize.BoundedSemaphore(value)
 
-    def Condition(self, lock: Any = None) -> Any:
+    def Condition(self, lock: Any = None) -> synchronize.Condition:  # type: ignore[override]
         """A gopool.Condition."""
         from gopool import synchronize
 
         return synchronize.Condition(lock)
 
-    def Barrier(self, parties: int, action: Optional[Callable[[], Any]] = None,
-                timeout: Optional[float] = None) -> Any:
+    def Barrier(self, parties: int, action: Optional[Callable[[], Any]] = None,  # type: ignore[override]
+                timeout: Optional[float] = None) -> synchronize.Barrier:
         """A gopool.Barrier."""
         from gopool import synchronize
 
@@ -187,7 +195,8 @@ class GopoolContext(BaseContext):
         set_executable(executable)
 
 
-_contexts = {
+# (keyed by Optional[str]: _context_for looks up what set_start_method is given)
+_contexts: Dict[Optional[str], GopoolContext] = {
     "spawn": GopoolContext("spawn"),
     "forkserver": GopoolContext("forkserver"),
 }
@@ -195,9 +204,10 @@ _DEFAULT = "spawn"
 _actual: Optional[BaseContext] = None  # chosen by set_start_method or first use
 
 
-def _context_for(method: str) -> BaseContext:
+def _context_for(method: Optional[str]) -> BaseContext:
     if method == "fork" and sys.platform != "win32":
-        return _mp_context._concrete_contexts["fork"]
+        fork: BaseContext = _mp_context._concrete_contexts["fork"]  # type: ignore[attr-defined]  # private
+        return fork
     try:
         return _contexts[method]
     except (KeyError, TypeError):

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from typing import Iterator, List
 
 import gopool
 from gopool import Pool, ThreadPool
@@ -31,19 +32,19 @@ def die_abruptly(_: int) -> None:
     os.kill(os.getpid(), signal.SIGKILL)
 
 
-def produce(queue, start: int, count: int) -> None:
+def produce(queue: gopool.Queue[int], start: int, count: int) -> None:
     for i in range(start, start + count):
         queue.put(i)
 
 
-def produce_forever(queue) -> None:
+def produce_forever(queue: gopool.Queue[object]) -> None:
     i = 0
     while True:
         queue.put(("spam", i))
         i += 1
 
 
-def threading_lock():
+def threading_lock() -> object:
     import threading
 
     return threading.Lock()
@@ -99,9 +100,9 @@ def main() -> None:
         print("apply() on a closed pool raised ValueError:", exc)
 
     step("imap with back-pressure: at most 4 tasks ahead of the consumer")
-    pulled = []
+    pulled: List[int] = []
 
-    def numbers():
+    def numbers() -> Iterator[int]:
         for i in range(10):
             pulled.append(i)
             yield i
@@ -113,7 +114,7 @@ def main() -> None:
         print("last result:", value)
 
     step("queues in shared memory: processes, a killed producer, an unpicklable item")
-    queue = gopool.Queue()
+    queue: gopool.Queue[int] = gopool.Queue()
     producers = [gopool.Process(target=produce, args=(queue, k * 1000, 1000)) for k in range(2)]
     for p in producers:
         p.start()
@@ -121,7 +122,7 @@ def main() -> None:
         p.join()  # joining before draining does not deadlock
     received = sorted(queue.get(timeout=10) for _ in range(2000))
     print("2 producers put 2000 items; all received:", received == list(range(2000)))
-    noisy = gopool.Queue()
+    noisy: gopool.Queue[object] = gopool.Queue()
     spammer = gopool.Process(target=produce_forever, args=(noisy,))
     spammer.start()
     noisy.get(timeout=10)

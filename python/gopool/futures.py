@@ -79,6 +79,8 @@ from gopool._errors import (
 )
 
 if TYPE_CHECKING:
+    from typing_extensions import ParamSpec  # typing's from Python 3.10
+
     from gopool._backend import TimeLimits
     from gopool._process_backend import ProcessBackend
     from gopool.pool import WorkerInfo
@@ -93,6 +95,8 @@ __all__ = [
 ]
 
 _T = TypeVar("_T")
+if TYPE_CHECKING:
+    _P = ParamSpec("_P")
 
 BrokenProcessPool = concurrent.futures.process.BrokenProcessPool
 
@@ -147,7 +151,8 @@ def _initializer_error(failed: _InitializerFailed) -> ExecutorBrokenError:
 
 def _remote_traceback(cause: Optional[BaseException]) -> Optional[BaseException]:
     if isinstance(cause, RemoteTraceback) and type(cause) is RemoteTraceback:
-        remote: BaseException = concurrent.futures.process._RemoteTraceback(cause.tb)
+        # typeshed declares its argument a TracebackType; the stdlib passes the text, as here
+        remote: BaseException = concurrent.futures.process._RemoteTraceback(cause.tb)  # type: ignore[arg-type]
         return remote
     return cause
 
@@ -538,7 +543,7 @@ class _MapIterator(Iterator[_T]):
         self._handled = 0
         self._collected = 0  # distinct results stored
         self._next = 0  # the next chunk to hand out
-        self._items: Deque[Any] = deque()
+        self._items: Deque[_T] = deque()
         self._started = False
         self._finished = False
         self._done = False  # the core has given every result
@@ -600,7 +605,7 @@ class _MapIterator(Iterator[_T]):
     def __next__(self) -> _T:
         self._started = True
         if self._items:
-            return self._items.popleft()  # type: ignore[no-any-return]
+            return self._items.popleft()
         if self._finished:
             raise StopIteration
         try:
@@ -631,7 +636,7 @@ class _MapIterator(Iterator[_T]):
         value = None
         if not self._items:  # an empty chunk cannot happen, but stay safe
             return self.__next__()
-        return self._items.popleft()  # type: ignore[no-any-return]
+        return self._items.popleft()
 
     def _wait_for(self, index: int) -> Tuple[bool, Any]:
         """Collect until chunk index's outcome is in; TimeoutError (the
@@ -790,7 +795,7 @@ class ProcessPoolExecutor(Executor):
 
     # -- submitting ------------------------------------------------------------
 
-    def submit(self, fn: Callable[..., _T], /, *args: Any, **kwargs: Any) -> Future[_T]:
+    def submit(self, fn: Callable[_P, _T], /, *args: _P.args, **kwargs: _P.kwargs) -> Future[_T]:
         """Schedule ``fn(*args, **kwargs)`` in a worker; return its
         :class:`Future`. Arguments that cannot be pickled fail the future,
         as in the stdlib."""

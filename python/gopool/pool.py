@@ -35,11 +35,32 @@ import warnings
 import weakref
 from collections import deque
 from multiprocessing import pool as _mp_pool
-from typing import Any, Callable, Dict, Generator, Iterable, Iterator, List, Optional, Sequence, Tuple
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Callable,
+    Deque,
+    Dict,
+    Generator,
+    Generic,
+    Iterable,
+    Iterator,
+    List,
+    Mapping,
+    NoReturn,
+    Optional,
+    Protocol,
+    Sized,
+    Tuple,
+    Type,
+    TypeVar,
+    Union,
+    cast,
+)
 
 from gopool import _binding as core
 from gopool import _serialize as ser
-from gopool._backend import TimeLimits
+from gopool._backend import Backend, Entry, TimeLimits
 from gopool._errors import (
     CancelledError,
     SoftTimeLimitExceeded,
@@ -49,6 +70,12 @@ from gopool._errors import (
     TimeoutError,
     WorkerLostError,
 )
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
+
+    from gopool.cluster import Dask
+    from gopool.futures import Future
 
 __all__ = [
     "Pool",
@@ -74,6 +101,9 @@ INIT = "INIT"
 RUN = "RUN"
 CLOSE = "CLOSE"
 TERMINATE = "TERMINATE"
+
+_S = TypeVar("_S")
+_T = TypeVar("_T")
 
 
 def _check_time_limit(value: Optional[float], name: str) -> None:
@@ -118,7 +148,8 @@ class WorkerInfo:
     __slots__ = ("pid", "tasks_done", "busy", "function", "index", "result", "host")
 
     def __init__(self, pid: int, tasks_done: int, busy: bool, function: Optional[str] = None,
-                 index: Optional[int] = None, result: Any = None, host: Optional[str] = None):
+                 index: Optional[int] = None, result: Union[_Submission, Future[Any], None] = None,
+                 host: Optional[str] = None):
         self.pid = pid
         self.host = host
         self.tasks_done = tasks_done
@@ -133,12 +164,25 @@ class WorkerInfo:
         return f"<WorkerInfo pid={self.pid}{where} {state} tasks_done={self.tasks_done}>"
 
 
-def _function_name(func: Any) -> str:
-    return getattr(func, "__qualname__", None) or repr(func)
+def _function_name(func: Callable[..., Any]) -> str:
+    name: Optional[str] = getattr(func, "__qualname__", None)
+    return name or repr(func)
 
 
 # --------------------------------------------------------------------------
 # Progress
+
+
+class _ProgressBar(Protocol):
+    """A progress bar of the caller's for ``progress=``: ``update(n)`` adds
+    n results (a tqdm bar is one); ``close()``, if it has one, is called at
+    the end."""
+
+    def update(self, n: int, /) -> object: ...
+
+
+# What ``progress=`` takes: True (a tqdm bar), a bar, ``progress(n)``, or None/False.
+_ProgressSpec = Union[bool, _ProgressBar, Callable[[int], object], None]
 
 
 class _Progress:
@@ -148,8 +192,9 @@ class _Progress:
     closed at the end if it has ``close()``; another callable is called as
     ``progress(n)``."""
 
-    def __init__(self, spec: Any, total: Optional[int]):
-        self._close: Optional[Callable[[], Any]] = None
+    def __init__(self, spec: object, total: Optional[int]):
+        self._update: Callable[[int], object]
+        self._close: Optional[Callable[[], object]] = None
         if spec is True:
             try:
                 from tqdm.auto import tqdm
@@ -169,7 +214,7 @@ class _Progress:
         self._closed = False
 
     @staticmethod
-    def make(spec: Any, total: Optional[int]) -> Optional["_Progress"]:
+    def make(spec: _ProgressSpec, total: Optional[int]) -> Optional["_Progress"]:
         return None if spec is None or spec is False else _Progress(spec, total)
 
     def update(self, n: int) -> None:
@@ -200,12 +245,13 @@ class _Progress:
 # is collected by the thread that waits for it.
 
 
-class ApplyResult:
+class ApplyResult(Generic[_T]):
     """The result of ``apply_async`` (also known as ``AsyncResult``)."""
 
-    def __init__(self, pool: "Pool", callback: Optional[Callable], error_callback: Optional[Callable]):
+    def __init__(self, pool: "Pool", callback: Optional[Callable[[_T], object]],
+                 error_callback: Optional[Callable[[BaseException], object]]):
         self._pool: Optional[Pool] = pool  # kept alive until the result is set, as in the stdlib
-        self._backend = pool._backend
+        self._backend: Backend = pool._backend
         self._callback = callback
         self._error_callback = error_callback
         self._done = False
@@ -219,19 +265,21 @@ class ApplyResult:
         self._job: Optional[int] = None
         self._handled = 0  # results handled, for the backend's acknowledgement
         self._success: Optional[bool] = None
-        self._value: Any = None
+        self._value: Any = None  # the result (a _T) if _success, else the exception
         self._hooks: List[Callable[[], None]] = []  # run once complete (asyncio waiters)
         self._progress: Optional[_Progress] = None
 
-    __class_getitem__ = classmethod(types.GenericAlias)
+    def __class_getitem__(cls, item: Any, /) -> types.GenericAlias:
+        """``AsyncResult[int]``, as the stdlib's (a ``types.GenericAlias``)."""
+        return types.GenericAlias(cls, item)
 
-    def __await__(self) -> Generator[Any, None, Any]:
+    def __await__(self) -> Generator[Any, None, _T]:
         """``await result``: the value, or the task's exception, without
         blocking the event loop. Cancelling the awaiting task cancels the
         call (see cancel())."""
         return self._await().__await__()
 
-    async def _await(self) -> Any:
+    async def _await(self) -> _T:
         if not self._done:
             loop = asyncio.get_running_loop()
             done = loop.create_future()
@@ -246,19 +294,21 @@ class ApplyResult:
     def _on_complete(self, hook: Callable[[], None]) -> None:
         """Run hook once the result is complete (now if it is), delivered by
         the pool's callback thread from now on."""
+        to_run: Optional[Callable[[], None]] = hook
         with _hooks_lock:
             if not self._done:
                 self._hooks.append(hook)
-                hook = None
-        if hook is not None:
-            hook()
+                to_run = None
+        if to_run is not None:
+            to_run()
             return
         if not self._by_pump and self._pool is not None:
+            job = self._started_job()
             self._by_pump = True
             self._event = threading.Event()
-            self._pool._pump.watch(self._job, self)
+            self._pool._pump.watch(job, self)
             try:
-                self._backend.notify(self._job, self._handled)
+                self._backend.notify(job, self._handled)
             except KeyError:
                 pass  # every result was handled: the thread that did completes it
 
@@ -266,6 +316,12 @@ class ApplyResult:
         self._job = job
         if self._pool is not None:
             self._pool._submissions[job] = self
+
+    def _started_job(self) -> int:
+        """The job, once submitted (results are collected only after)."""
+        job = self._job
+        assert job is not None, "the result's job was not submitted"
+        return job
 
     def ready(self) -> bool:
         """Whether the call has completed."""
@@ -291,14 +347,14 @@ class ApplyResult:
             return
         self._collect(deadline)
 
-    def get(self, timeout: Optional[float] = None) -> Any:
+    def get(self, timeout: Optional[float] = None) -> _T:
         """Return the result when it arrives; raise the task's exception if it
         failed, :class:`TimeoutError` if it is not ready within timeout."""
         self.wait(timeout)
         if not self._done:
             raise TimeoutError
         if self._success:
-            return self._value
+            return cast(_T, self._value)
         raise self._value
 
     def cancel(self) -> bool:
@@ -327,9 +383,10 @@ class ApplyResult:
         if not self._collecting.acquire(timeout=wait_s):
             return
         try:
+            job = self._started_job()
             while not self._done:
                 try:
-                    entries, done = self._backend.collect(self._job, self._handled, core.slice_ms(deadline))
+                    entries, done = self._backend.collect(job, self._handled, core.slice_ms(deadline))
                 except KeyError:
                     # Forgotten: every result was handled and acknowledged
                     # by a collect that an interruption cut short.
@@ -338,7 +395,7 @@ class ApplyResult:
                     self._set(index, ok, value)
                 self._handled += len(entries)
                 if done:
-                    self._backend.ack(self._job, self._handled)
+                    self._backend.ack(job, self._handled)
                     self._complete()
                     return
                 if deadline is not None and time.monotonic() >= deadline:
@@ -354,7 +411,7 @@ class ApplyResult:
         stdlib's order: get() returns after the callback has run)."""
         if self._done:
             return
-        callback = self._callback if self._success else self._error_callback
+        callback: Optional[Callable[[Any], object]] = self._callback if self._success else self._error_callback
         if callback is not None:
             try:
                 callback(self._value)
@@ -371,7 +428,7 @@ class ApplyResult:
         for hook in hooks:
             hook()
 
-    def __del__(self):
+    def __del__(self) -> None:
         if self._job is not None and not self._done and not self._by_pump:
             try:
                 self._backend.discard(self._job)
@@ -397,11 +454,12 @@ def _resolve_from_thread(loop: asyncio.AbstractEventLoop, future: "asyncio.Futur
         pass  # the loop is closed: nobody awaits any more
 
 
-class MapResult(ApplyResult):
+class MapResult(ApplyResult[List[_T]]):
     """The result of ``map_async``/``starmap_async``: the chunks' values in
     input order; the first failing chunk (in arrival order) fails the whole."""
 
-    def __init__(self, pool, chunksize: int, length: int, callback, error_callback, progress: Any = None):
+    def __init__(self, pool: "Pool", chunksize: int, length: int, callback: Optional[Callable[[List[_T]], object]],
+                 error_callback: Optional[Callable[[BaseException], object]], progress: _ProgressSpec = None):
         super().__init__(pool, callback, error_callback)
         self._success = True
         self._value = [None] * length
@@ -440,25 +498,29 @@ class MapResult(ApplyResult):
             self._success, self._value, self._failed_index = False, value, index
 
 
-class IMapIterator:
+# What a task came to: (True, its value) or (False, its exception).
+_Outcome = Tuple[bool, Any]
+
+
+class IMapIterator(Generic[_T]):
     """The iterator of ``imap``: results in input order, each item's
     exception raised at its position, with ``next(timeout)``."""
 
     _ordered = True
 
-    def __init__(self, pool: "Pool", func: Callable, iterable: Iterable, chunksize: int,
-                 mode: int, buffersize: Optional[int], progress: Any = None):
-        self._length: Optional[int] = len(iterable) if hasattr(iterable, "__len__") else None  # type: ignore[arg-type]
+    def __init__(self, pool: "Pool", func: Callable[..., Any], iterable: Iterable[Any], chunksize: int,
+                 mode: int, buffersize: Optional[int], progress: _ProgressSpec = None):
+        self._length: Optional[int] = len(cast(Sized, iterable)) if hasattr(iterable, "__len__") else None
         self._progress = _Progress.make(progress, self._length)
-        self._chunk: deque = deque()  # the rest of a chunk's results (chunksize > 1)
+        self._chunk: Deque[_T] = deque()  # the rest of a chunk's results (chunksize > 1)
         self._pool: Optional[Pool] = pool
-        self._backend = pool._backend
+        self._backend: Backend = pool._backend
         self._lock = threading.Lock()
         self._job = self._backend.submit(0, (), seal=False, limits=pool._limits)
         self._function = _function_name(func)
         pool._submissions[self._job] = self
-        self._pending: Dict[int, tuple] = {}
-        self._arrived: deque = deque()  # unordered: arrival order
+        self._pending: Dict[int, _Outcome] = {}
+        self._arrived: Deque[_Outcome] = deque()  # unordered: arrival order
         self._next_index = 0
         self._stored = 0  # results kept (see _store)
         self._handled = 0  # results handled, for the backend's acknowledgement
@@ -482,7 +544,7 @@ class IMapIterator:
 
     # -- feeding -------------------------------------------------------------
 
-    def _next_task(self):
+    def _next_task(self) -> Optional[Any]:
         """Encode the next task from the input, or return None at its end."""
         try:
             if self._chunksize == 1:
@@ -549,10 +611,10 @@ class IMapIterator:
 
     # -- consuming -----------------------------------------------------------
 
-    def __iter__(self) -> "IMapIterator":
+    def __iter__(self) -> "IMapIterator[_T]":
         return self
 
-    def __next__(self) -> Any:
+    def __next__(self) -> _T:
         return self.next()
 
     def __len__(self) -> int:
@@ -562,7 +624,7 @@ class IMapIterator:
             raise TypeError("the input of this imap has no length")
         return self._length
 
-    def next(self, timeout: Optional[float] = None) -> Any:
+    def next(self, timeout: Optional[float] = None) -> _T:
         """Return the next result, waiting up to timeout seconds."""
         with self._lock:
             while not self._chunk:
@@ -578,7 +640,7 @@ class IMapIterator:
                     raise value
                 if self._chunksize == 1:
                     self._count(1)
-                    return value
+                    return cast(_T, value)
                 self._chunk.extend(value)
             self._count(1)
             return self._chunk.popleft()
@@ -600,10 +662,10 @@ class IMapIterator:
                 pass
             self._done = True
 
-    def __aiter__(self) -> "IMapIterator":
+    def __aiter__(self) -> "IMapIterator[_T]":
         return self
 
-    async def __anext__(self) -> Any:
+    async def __anext__(self) -> _T:
         """``async for r in pool.imap(...)``: the next result, waited for on a
         thread so that the event loop goes on. Cancelling the iterating task
         cancels what is left of the imap."""
@@ -617,10 +679,10 @@ class IMapIterator:
                 pass
             raise
         if ok:
-            return value
+            return cast(_T, value)
         raise value
 
-    def _next_outcome(self) -> Tuple[bool, Any]:
+    def _next_outcome(self) -> _Outcome:
         """next(), as (ok, value), with StopAsyncIteration for the end (a
         StopIteration must not cross a future)."""
         try:
@@ -630,7 +692,7 @@ class IMapIterator:
         except BaseException as exc:
             return False, exc
 
-    def _wait_for_next(self, timeout: Optional[float]) -> tuple:
+    def _wait_for_next(self, timeout: Optional[float]) -> _Outcome:
         """Collect results until the next one to hand out has arrived."""
         deadline = core.deadline_of(timeout)
         while True:
@@ -651,7 +713,7 @@ class IMapIterator:
             if not entries and not done and deadline is not None and time.monotonic() >= deadline:
                 raise TimeoutError from None
 
-    def _store(self, entries) -> None:
+    def _store(self, entries: List[Entry]) -> None:
         """Keep entries until they are handed out. Entries lent again after
         an interruption (the first ones, up to what was stored already) are
         not kept twice."""
@@ -662,7 +724,7 @@ class IMapIterator:
                 self._arrived.append((ok, value))
             self._stored += 1
 
-    def _take(self):
+    def _take(self) -> Optional[_Outcome]:
         """The next result to hand out, or None if it has not arrived."""
         if self._ordered:
             item = self._pending.pop(self._next_index, None)
@@ -687,7 +749,7 @@ class IMapIterator:
             raise PoolTerminatedError("the pool was terminated before every item was processed")
         raise StopIteration
 
-    def __del__(self):
+    def __del__(self) -> None:
         if not self._done:
             try:
                 self._backend.discard(self._job)
@@ -695,10 +757,14 @@ class IMapIterator:
                 pass
 
 
-class IMapUnorderedIterator(IMapIterator):
+class IMapUnorderedIterator(IMapIterator[_T]):
     """The iterator of ``imap_unordered``: results as they finish."""
 
     _ordered = False
+
+
+# What a job was submitted for: the object that collects its results.
+_Submission = Union[ApplyResult[Any], IMapIterator[Any]]
 
 
 # --------------------------------------------------------------------------
@@ -711,17 +777,17 @@ class _CallbackPump:
     thread. The thread exists only while such results are pending, and
     survives anything a callback or a result does."""
 
-    def __init__(self, backend):
+    def __init__(self, backend: Backend):
         self._backend = backend
         self._lock = threading.Lock()
-        self._waiting: Dict[int, ApplyResult] = {}
+        self._waiting: Dict[int, ApplyResult[Any]] = {}
         # Results of jobs not yet watched: the submitting thread registers
         # a job after the backend has accepted it, and it may finish first.
-        self._early: Dict[int, list] = {}
+        self._early: Dict[int, List[Tuple[List[Entry], bool]]] = {}
         self._ack = False  # the last batches were handled: acknowledge them
         self._thread: Optional[threading.Thread] = None
 
-    def watch(self, job: int, result: ApplyResult) -> None:
+    def watch(self, job: int, result: ApplyResult[Any]) -> None:
         """Deliver job's results to result."""
         with self._lock:
             early = self._early.pop(job, None)
@@ -750,7 +816,7 @@ class _CallbackPump:
                     self._thread = None
                     return
 
-    def _deliver(self, job: int, entries: list, done: bool) -> None:
+    def _deliver(self, job: int, entries: List[Entry], done: bool) -> None:
         with self._lock:
             result = self._waiting.get(job)
             if result is None:
@@ -841,6 +907,11 @@ class Pool(_mp_pool.Pool):
     stdlib class's code runs (see the module's documentation).
     """
 
+    # Set by __init__ once its arguments are checked: a pool whose __init__
+    # raised has neither (see terminate(), _pool and __del__).
+    _backend: Backend
+    _pump: _CallbackPump
+
     def __init__(
         self,
         processes: Optional[int] = None,
@@ -855,8 +926,6 @@ class Pool(_mp_pool.Pool):
         cluster: Any = None,
     ):
         self._state = INIT
-        self._backend = None
-        self._pump = None
         self._cluster = self._resolve_cluster(cluster)  # see gopool.cluster
         if processes is None and self._cluster is None:
             processes = os.cpu_count() or 1
@@ -876,7 +945,7 @@ class Pool(_mp_pool.Pool):
         self._processes = processes
         # What each job was submitted for, while someone holds its result:
         # lets workers() say what a busy worker is running.
-        self._submissions: "weakref.WeakValueDictionary[int, Any]" = weakref.WeakValueDictionary()
+        self._submissions: "weakref.WeakValueDictionary[int, _Submission]" = weakref.WeakValueDictionary()
         self._backend = self._make_backend(
             processes, initializer, tuple(initargs), maxtasksperchild, max_memory_per_child
         )
@@ -886,12 +955,15 @@ class Pool(_mp_pool.Pool):
         _live_pools.add(self)
 
     @staticmethod
-    def _resolve_cluster(cluster: Any) -> Any:
+    def _resolve_cluster(cluster: Any) -> Optional[Dask]:
         from gopool.cluster import resolve
 
         return resolve(cluster)
 
-    def _make_backend(self, processes, initializer, initargs, maxtasksperchild, max_memory_per_child):
+    def _make_backend(self, processes: Optional[int], initializer: Optional[Callable[..., Any]],
+                      initargs: Tuple[Any, ...], maxtasksperchild: Optional[int],
+                      max_memory_per_child: Optional[int]) -> Backend:
+        """The backend; processes is None only on a cluster (its own size)."""
         if self._cluster is not None:
             from gopool._dask_backend import DaskBackend
 
@@ -899,13 +971,14 @@ class Pool(_mp_pool.Pool):
                                max_memory_per_child)
         from gopool._process_backend import ProcessBackend
 
+        assert processes is not None
         return ProcessBackend(processes, initializer, initargs, maxtasksperchild, max_memory_per_child)
 
     def __repr__(self) -> str:
         cls = type(self)
         return f"<{cls.__module__}.{cls.__qualname__} state={self._state} pool_size={self._processes}>"
 
-    def __reduce__(self):
+    def __reduce__(self) -> NoReturn:
         raise NotImplementedError("pool objects cannot be passed between processes or pickled")
 
     def _check_running(self) -> None:
@@ -914,11 +987,11 @@ class Pool(_mp_pool.Pool):
 
     # -- one task --------------------------------------------------------------
 
-    def apply(self, func: Callable[..., Any], args: Sequence[Any] = (), kwds: Dict[str, Any] = {}) -> Any:
+    def apply(self, func: Callable[..., _T], args: Iterable[Any] = (), kwds: Mapping[str, Any] = {}) -> _T:
         """Call ``func(*args, **kwds)`` in a worker and return its result."""
         self._check_running()
         task = self._backend.encode(func, args, kwds, ser.MODE_APPLY)
-        result = ApplyResult(self, None, None)
+        result: ApplyResult[_T] = ApplyResult(self, None, None)
         result._function = _function_name(func)
         job, entries, done = self._backend.run(task, self._limits)
         result._start(job)
@@ -930,17 +1003,20 @@ class Pool(_mp_pool.Pool):
             result._complete()
         return result.get()
 
-    def apply_async(
+    # The results are gopool's, not the stdlib's ApplyResult and IMapIterator
+    # that the stdlib Pool's methods are declared to return: hence the
+    # [override]s below.
+    def apply_async(  # type: ignore[override]
         self,
-        func: Callable[..., Any],
-        args: Sequence[Any] = (),
-        kwds: Dict[str, Any] = {},
-        callback: Optional[Callable[[Any], object]] = None,
+        func: Callable[..., _T],
+        args: Iterable[Any] = (),
+        kwds: Mapping[str, Any] = {},
+        callback: Optional[Callable[[_T], object]] = None,
         error_callback: Optional[Callable[[BaseException], object]] = None,
         *,
         timeout: Optional[float] = None,
         soft_timeout: Optional[float] = None,
-    ) -> ApplyResult:
+    ) -> ApplyResult[_T]:
         """Submit ``func(*args, **kwds)``; return its :class:`AsyncResult`.
 
         ``timeout`` (seconds; default: the pool's ``task_timeout``) limits how
@@ -958,18 +1034,18 @@ class Pool(_mp_pool.Pool):
             limits = _time_limits(timeout if timeout is not None else self._limits.hard,
                                   soft_timeout if soft_timeout is not None else self._limits.soft,
                                   "timeout", "soft_timeout")
-        result = ApplyResult(self, callback, error_callback)
+        result: ApplyResult[_T] = ApplyResult(self, callback, error_callback)
         result._function = _function_name(func)
         task = self._backend.encode(func, args, kwds, ser.MODE_APPLY)
         self._start(result, self._backend.submit(0, (task,), seal=True, notify=result._by_pump, limits=limits))
         return result
 
-    def _start(self, result: ApplyResult, job: int) -> None:
+    def _start(self, result: ApplyResult[Any], job: int) -> None:
         result._start(job)
         if result._by_pump:
             self._pump.watch(job, result)
 
-    def _submit_stream(self, result: ApplyResult, tasks: Iterator[Any]) -> None:
+    def _submit_stream(self, result: ApplyResult[Any], tasks: Iterator[Any]) -> None:
         """Submit tasks produced one by one (pickling chunks takes time) in
         growing batches, so that workers start on the first chunk while the
         rest is still being pickled, with few calls into the core."""
@@ -987,41 +1063,62 @@ class Pool(_mp_pool.Pool):
 
     # -- map -----------------------------------------------------------------
 
-    def map(self, func: Callable[[Any], Any], iterable: Iterable[Any], chunksize: Optional[int] = None, *,
-            progress: Any = None) -> List[Any]:
+    def map(self, func: Callable[[_S], _T], iterable: Iterable[_S], chunksize: Optional[int] = None, *,
+            progress: _ProgressSpec = None) -> List[_T]:
         """Apply func to every item, in parallel; return the list of results.
         ``progress=True`` draws a tqdm bar (see :class:`_Progress`)."""
         return self._map_async(func, iterable, ser.MODE_MAP, chunksize, progress=progress).get()
 
-    def starmap(self, func: Callable[..., Any], iterable: Iterable[Iterable[Any]], chunksize: Optional[int] = None,
-                *, progress: Any = None) -> List[Any]:
+    def starmap(self, func: Callable[..., _T], iterable: Iterable[Iterable[Any]], chunksize: Optional[int] = None,
+                *, progress: _ProgressSpec = None) -> List[_T]:
         """Like map, but each item is unpacked as ``func(*item)``."""
         return self._map_async(func, iterable, ser.MODE_STARMAP, chunksize, progress=progress).get()
 
-    def map_async(self, func, iterable, chunksize=None, callback=None, error_callback=None, *,
-                  progress: Any = None) -> MapResult:
+    def map_async(  # type: ignore[override]
+        self,
+        func: Callable[[_S], _T],
+        iterable: Iterable[_S],
+        chunksize: Optional[int] = None,
+        callback: Optional[Callable[[List[_T]], object]] = None,
+        error_callback: Optional[Callable[[BaseException], object]] = None,
+        *,
+        progress: _ProgressSpec = None,
+    ) -> MapResult[_T]:
         """Asynchronous map; returns a :class:`MapResult`."""
         return self._map_async(func, iterable, ser.MODE_MAP, chunksize, callback, error_callback, progress)
 
-    def starmap_async(self, func, iterable, chunksize=None, callback=None, error_callback=None, *,
-                      progress: Any = None) -> MapResult:
+    def starmap_async(  # type: ignore[override]
+        self,
+        func: Callable[..., _T],
+        iterable: Iterable[Iterable[Any]],
+        chunksize: Optional[int] = None,
+        callback: Optional[Callable[[List[_T]], object]] = None,
+        error_callback: Optional[Callable[[BaseException], object]] = None,
+        *,
+        progress: _ProgressSpec = None,
+    ) -> MapResult[_T]:
         """Asynchronous starmap; returns a :class:`MapResult`."""
         return self._map_async(func, iterable, ser.MODE_STARMAP, chunksize, callback, error_callback, progress)
 
-    def _map_async(self, func, iterable, mode, chunksize=None, callback=None, error_callback=None,
-                   progress: Any = None) -> MapResult:
+    def _map_async(self, func: Callable[..., _T], iterable: Iterable[Any], mode: int,
+                   chunksize: Optional[int] = None, callback: Optional[Callable[[List[_T]], object]] = None,
+                   error_callback: Optional[Callable[[BaseException], object]] = None,
+                   progress: _ProgressSpec = None) -> MapResult[_T]:
         self._check_running()
         if not hasattr(iterable, "__len__"):
             iterable = list(iterable)
+        length = len(cast(Sized, iterable))  # it has __len__ now, as the stdlib's test says
         if chunksize is None:
-            chunksize, extra = divmod(len(iterable), self._processes * 4)
+            processes = self._processes
+            assert processes is not None  # known once the backend runs (on a cluster, its size)
+            chunksize, extra = divmod(length, processes * 4)
             if extra:
                 chunksize += 1
         elif chunksize < 1:
             raise ValueError("Chunksize must be 1+, not {0!r}".format(chunksize))
-        if len(iterable) == 0:
+        if length == 0:
             chunksize = 0
-        result = MapResult(self, chunksize, len(iterable), callback, error_callback, progress)
+        result: MapResult[_T] = MapResult(self, chunksize, length, callback, error_callback, progress)
         result._function = _function_name(func)
         if chunksize:
             items = iter(iterable)
@@ -1031,8 +1128,9 @@ class Pool(_mp_pool.Pool):
 
     # -- imap ----------------------------------------------------------------
 
-    def imap(self, func: Callable[[Any], Any], iterable: Iterable[Any], chunksize: int = 1, *,
-             buffersize: Optional[int] = None, progress: Any = None) -> "IMapIterator":
+    def imap(self, func: Callable[[_S], _T], iterable: Iterable[_S],  # type: ignore[override]
+             chunksize: int = 1, *, buffersize: Optional[int] = None,
+             progress: _ProgressSpec = None) -> IMapIterator[_T]:
         """Lazy map: results in input order.
 
         ``buffersize`` bounds how many tasks are submitted ahead of the
@@ -1044,12 +1142,14 @@ class Pool(_mp_pool.Pool):
         """
         return self._imap(IMapIterator, func, iterable, chunksize, buffersize, "{0:n}", progress)
 
-    def imap_unordered(self, func: Callable[[Any], Any], iterable: Iterable[Any], chunksize: int = 1, *,
-                       buffersize: Optional[int] = None, progress: Any = None) -> "IMapIterator":
+    def imap_unordered(self, func: Callable[[_S], _T], iterable: Iterable[_S],  # type: ignore[override]
+                       chunksize: int = 1, *, buffersize: Optional[int] = None,
+                       progress: _ProgressSpec = None) -> IMapIterator[_T]:
         """Like imap, but results come in the order they finish."""
         return self._imap(IMapUnorderedIterator, func, iterable, chunksize, buffersize, "{0!r}", progress)
 
-    def _imap(self, cls, func, iterable, chunksize, buffersize, chunk_format, progress):
+    def _imap(self, cls: Type[IMapIterator[_T]], func: Callable[..., _T], iterable: Iterable[Any], chunksize: int,
+              buffersize: Optional[int], chunk_format: str, progress: _ProgressSpec) -> IMapIterator[_T]:
         self._check_running()
         if chunksize < 1:
             raise ValueError(("Chunksize must be 1+, not " + chunk_format).format(chunksize))
@@ -1071,7 +1171,7 @@ class Pool(_mp_pool.Pool):
     def terminate(self) -> None:
         """Stop the workers now. Unfinished tasks fail with
         :class:`PoolTerminatedError`."""
-        if self._state == TERMINATE or self._backend is None:
+        if self._state == TERMINATE or getattr(self, "_backend", None) is None:
             return
         self._state = TERMINATE
         self._backend.terminate()
@@ -1087,14 +1187,15 @@ class Pool(_mp_pool.Pool):
         # As in the stdlib, join() returns once every callback has run.
         self._pump.join()
 
-    def __enter__(self) -> "Pool":
+    def __enter__(self) -> Self:
         self._check_running()
         return self
 
-    def __exit__(self, *exc_info) -> None:
+    def __exit__(self, exc_type: Optional[Type[BaseException]], exc_val: Optional[BaseException],
+                 exc_tb: Optional[types.TracebackType]) -> None:
         self.terminate()
 
-    def __del__(self, _warn=warnings.warn):
+    def __del__(self, _warn: Callable[..., None] = warnings.warn) -> None:
         if getattr(self, "_backend", None) is None:
             return
         if core.in_forked_child():
@@ -1110,7 +1211,7 @@ class Pool(_mp_pool.Pool):
 
     def workers(self) -> List[WorkerInfo]:
         """Describe each live worker: its pid, tasks done, and what it runs."""
-        infos = []
+        infos: List[WorkerInfo] = []
         for pid, done, job, index, *host in self._backend.workers():
             if job == 0:
                 infos.append(WorkerInfo(pid, done, False, host=host[0] if host else None))
@@ -1128,7 +1229,7 @@ class Pool(_mp_pool.Pool):
     def _pool(self) -> List[_WorkerView]:
         """Read-only views of the live workers (the stdlib's list of worker
         processes, whose length libraries read: compatibility surface)."""
-        if self._backend is None:
+        if getattr(self, "_backend", None) is None:
             return []
         return [_WorkerView(self, row[0]) for row in self._backend.workers()]
 
@@ -1148,12 +1249,15 @@ class ThreadPool(Pool, _mp_pool.ThreadPool):
         super().__init__(processes, initializer, initargs)
 
     @staticmethod
-    def _resolve_cluster(cluster: Any) -> Any:
+    def _resolve_cluster(cluster: Any) -> Optional[Dask]:
         return None  # GOPOOL_CLUSTER is for process pools only
 
-    def _make_backend(self, processes, initializer, initargs, maxtasksperchild, max_memory_per_child):
+    def _make_backend(self, processes: Optional[int], initializer: Optional[Callable[..., Any]],
+                      initargs: Tuple[Any, ...], maxtasksperchild: Optional[int],
+                      max_memory_per_child: Optional[int]) -> Backend:
         from gopool._thread_backend import ThreadBackend
 
+        assert processes is not None
         return ThreadBackend(processes, initializer, initargs)
 
 

@@ -127,6 +127,7 @@ class Process(_mp_process.BaseProcess):
         super().kill()
 
     def _check_started(self) -> None:
-        self._check_closed()
-        if self._popen is None:
+        # BaseProcess's own (private, not in typeshed)
+        self._check_closed()  # type: ignore[attr-defined]
+        if self._popen is None:  # type: ignore[attr-defined]
             raise ValueError("process not started")

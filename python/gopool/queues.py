@@ -75,36 +75,46 @@ import time
 import types
 import weakref
 from multiprocessing import context as _mp_context
-from typing import Any, Iterable, List, Optional
+from typing import TYPE_CHECKING, Any, Callable, Generic, Iterable, List, Optional, Tuple, Type, TypeVar
 
 from gopool._queue_handle import QueueHandle, dumps
+from gopool._spawning import duplicate_for_child
 
 __all__ = ["Queue", "JoinableQueue", "SimpleQueue"]
 
 _MAX_BOUND = 2**31 - 1  # SEM_VALUE_MAX on Linux: the stdlib's bound too
 
+_T = TypeVar("_T")
+_Q = TypeVar("_Q", bound="_Shared[Any]")
+_SQ = TypeVar("_SQ", bound="SimpleQueue[Any]")
 
-def _rebuild(cls: type, fd: int) -> Any:
+
+def _rebuild(cls: Type[_Q], fd: int) -> _Q:
     """Unpickle a queue in a child process: map the inherited descriptor."""
     obj = cls.__new__(cls)
     obj._setup(QueueHandle.open(fd))
     return obj
 
 
-class _Shared:
-    """Pickling through inheritance, common to the three queue types."""
+class _Shared(Generic[_T]):
+    """Pickling through inheritance, common to the three queue types;
+    generic in the type of the items (``gopool.Queue[int]``)."""
 
     _handle: QueueHandle
 
-    def __reduce__(self):
+    if TYPE_CHECKING:  # each queue type's
+        def _setup(self, handle: QueueHandle) -> None: ...
+
+    def __reduce__(self) -> Tuple[Callable[..., Any], Tuple[Any, ...]]:
         _mp_context.assert_spawning(self)  # RuntimeError outside process creation
-        popen = _mp_context.get_spawning_popen()
-        return (_rebuild, (type(self), popen.duplicate_for_child(self._handle.fd())))
+        return (_rebuild, (type(self), duplicate_for_child(self._handle.fd())))
 
-    __class_getitem__ = classmethod(types.GenericAlias)
+    def __class_getitem__(cls, item: Any, /) -> types.GenericAlias:
+        """``Queue[int]``, as the stdlib's (a ``types.GenericAlias``)."""
+        return types.GenericAlias(cls, item)
 
 
-class Queue(_Shared):
+class Queue(_Shared[_T]):
     """A process-shared FIFO queue (``multiprocessing.Queue``).
 
     ``maxsize > 0`` bounds the number of items: ``put()`` then waits for
@@ -130,7 +140,7 @@ class Queue(_Shared):
         if self._closed:
             raise ValueError(f"Queue {self!r} is closed")
 
-    def put(self, obj: Any, block: bool = True, timeout: Optional[float] = None) -> None:
+    def put(self, obj: _T, block: bool = True, timeout: Optional[float] = None) -> None:
         """Put obj into the queue.
 
         On a bounded queue that is full, wait up to timeout seconds (None:
@@ -144,11 +154,11 @@ class Queue(_Shared):
             raise ValueError(f"Queue {self!r} is closed")
         self._handle.put(obj, block, timeout)
 
-    def put_nowait(self, obj: Any) -> None:
+    def put_nowait(self, obj: _T) -> None:
         """``put(obj, False)``: raise ``queue.Full`` at once if there is no room."""
         self.put(obj, False)
 
-    def put_many(self, items: Iterable[Any], block: bool = True, timeout: Optional[float] = None) -> None:
+    def put_many(self, items: Iterable[_T], block: bool = True, timeout: Optional[float] = None) -> None:
         """Put items in order with one call into the core (gopool extension).
 
         The same as ``put()`` for each item, but faster. All items are
@@ -161,7 +171,7 @@ class Queue(_Shared):
         if data:
             self._handle.put_many(data, block, timeout)
 
-    def get(self, block: bool = True, timeout: Optional[float] = None) -> Any:
+    def get(self, block: bool = True, timeout: Optional[float] = None) -> _T:
         """Remove and return the oldest item.
 
         Wait up to timeout seconds (None: as long as it takes; block=False:
@@ -170,13 +180,14 @@ class Queue(_Shared):
         """
         if self._closed:
             raise ValueError(f"Queue {self!r} is closed")
-        return self._handle.get(block, timeout)
+        item: _T = self._handle.get(block, timeout)
+        return item
 
-    def get_nowait(self) -> Any:
+    def get_nowait(self) -> _T:
         """``get(False)``: raise ``queue.Empty`` at once if there is no item."""
         return self.get(False)
 
-    def get_many(self, max_items: int, timeout: Optional[float] = None) -> List[Any]:
+    def get_many(self, max_items: int, timeout: Optional[float] = None) -> List[_T]:
         """Remove and return up to max_items items, oldest first, with one
         call into the core (gopool extension).
 
@@ -221,7 +232,7 @@ class Queue(_Shared):
         nothing in the process, so there is nothing to skip or lose."""
 
 
-class JoinableQueue(Queue):
+class JoinableQueue(Queue[_T]):
     """A Queue with ``task_done()`` and ``join()``
     (``multiprocessing.JoinableQueue``).
 
@@ -292,12 +303,13 @@ class _QueueReader:
     ``SimpleQueue._reader`` need of a connection (``fileno()`` for
     ``multiprocessing.connection.wait()``, ``poll()``, ``recv()``)."""
 
-    def __init__(self, queue: "SimpleQueue"):
+    def __init__(self, queue: "SimpleQueue[Any]", doorbell: _Doorbell):
         self._queue = queue
+        self._doorbell = doorbell
 
     def fileno(self) -> int:
         self._queue._check_closed()
-        return self._queue._doorbell.read_fd
+        return self._doorbell.read_fd
 
     def poll(self, timeout: Optional[float] = 0.0) -> bool:
         """Whether an item can be taken, waiting up to timeout seconds (None:
@@ -311,7 +323,7 @@ class _QueueReader:
             left = None if deadline is None else deadline - time.monotonic()
             if left is not None and left <= 0:
                 return False
-            wait([self], left)
+            wait([self.fileno()], left)
 
     def recv(self) -> Any:
         """The next item (``SimpleQueue.get()``)."""
@@ -325,13 +337,13 @@ class _QueueReader:
         return self._queue._closed
 
 
-def _rebuild_waitable(cls: type, fd: int, read_fd: int, write_fd: int) -> Any:
+def _rebuild_waitable(cls: Type[_SQ], fd: int, read_fd: int, write_fd: int) -> _SQ:
     obj = cls.__new__(cls)
     obj._setup(QueueHandle.open(fd), _Doorbell(read_fd, write_fd))
     return obj
 
 
-class SimpleQueue(_Shared):
+class SimpleQueue(_Shared[_T]):
     """An unbounded process-shared FIFO queue with only ``put()``, ``get()``,
     ``empty()`` and ``close()`` (``multiprocessing.SimpleQueue``).
 
@@ -355,13 +367,12 @@ class SimpleQueue(_Shared):
         self._doorbell = doorbell
         self._reader_view: Optional[_QueueReader] = None
 
-    def __reduce__(self):
+    def __reduce__(self) -> Tuple[Callable[..., Any], Tuple[Any, ...]]:
         if self._doorbell is None:
             return super().__reduce__()
         _mp_context.assert_spawning(self)
-        popen = _mp_context.get_spawning_popen()
         fds = (self._handle.fd(), self._doorbell.read_fd, self._doorbell.write_fd)
-        return (_rebuild_waitable, (type(self), *(popen.duplicate_for_child(fd) for fd in fds)))
+        return (_rebuild_waitable, (type(self), *(duplicate_for_child(fd) for fd in fds)))
 
     @property
     def _reader(self) -> _QueueReader:
@@ -370,25 +381,25 @@ class SimpleQueue(_Shared):
         if self._doorbell is None:
             raise AttributeError("_reader: only the SimpleQueue of a gopool context can be waited on")
         if self._reader_view is None:
-            self._reader_view = _QueueReader(self)
+            self._reader_view = _QueueReader(self, self._doorbell)
         return self._reader_view
 
     def _check_closed(self) -> None:
         if self._closed:
             raise OSError("handle is closed")
 
-    def put(self, obj: Any) -> None:
+    def put(self, obj: _T) -> None:
         """Put obj into the queue (pickled here; never waits)."""
         self._check_closed()
         self._handle.put(obj, True, None)
         if self._doorbell is not None:
             self._doorbell.ring()
 
-    def get(self) -> Any:
+    def get(self) -> _T:
         """Remove and return the oldest item, waiting for one as long as it
         takes."""
         self._check_closed()
-        item = self._handle.get(True, None)
+        item: _T = self._handle.get(True, None)
         if self._doorbell is not None:
             self._doorbell.after_get(self._handle)
         return item

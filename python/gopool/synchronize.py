@@ -74,7 +74,7 @@ import threading
 import time
 import weakref
 from multiprocessing import context, process, util
-from typing import Any, Callable, Optional, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Optional, Tuple, Type, TypeVar
 
 from gopool import _wire
 from gopool._binding import (
@@ -89,6 +89,7 @@ from gopool._binding import (
     translate,
     wait_until,
 )
+from gopool._spawning import duplicate_for_child
 
 __all__ = ["Event", "Lock", "RLock", "Semaphore", "BoundedSemaphore", "Condition", "Barrier"]
 
@@ -131,10 +132,10 @@ class Event:
         check_not_forked()
         return bool(wait_until(lambda ms: call(lib.EventWait, self._id, ms), timeout))
 
-    def __reduce__(self):
+    def __reduce__(self) -> Tuple[Callable[[int], Event], Tuple[int]]:
         context.assert_spawning(self)  # RuntimeError outside process creation
         fd = int(call(lib.EventFd, self._id))
-        return (_open_event, (context.get_spawning_popen().duplicate_for_child(fd),))
+        return (_open_event, (duplicate_for_child(fd),))
 
     def __repr__(self) -> str:
         state = "set" if self.is_set() else "unset"
@@ -227,7 +228,7 @@ class _Shared:
         """The descriptor a new process will inherit (RuntimeError outside
         process creation, in the stdlib's words)."""
         context.assert_spawning(self)
-        return context.get_spawning_popen().duplicate_for_child(self._fd())
+        return duplicate_for_child(self._fd())
 
 
 def _close(kind: str, obj_id: int) -> None:
@@ -238,7 +239,10 @@ def _close(kind: str, obj_id: int) -> None:
             pass
 
 
-def _opened(cls: type, kind: str, fd: int) -> Any:
+_S = TypeVar("_S", bound=_Shared)
+
+
+def _opened(cls: Type[_S], kind: str, fd: int) -> _S:
     """A new cls object for the core's object inherited as fd."""
     obj = cls.__new__(cls)
     check_not_forked()
@@ -252,6 +256,16 @@ def _opened(cls: type, kind: str, fd: int) -> Any:
 class _LockBase(_Shared):
     _KIND = "Mutex"
 
+    if TYPE_CHECKING:  # what Lock and RLock define
+        def acquire(self, block: bool = _UNSET, timeout: Optional[float] = None, *,
+                    blocking: bool = _UNSET) -> bool: ...
+
+        def release(self) -> None: ...
+
+        def _release_save(self) -> int: ...
+
+        def _acquire_restore(self, saved: int) -> None: ...
+
     def __init__(self) -> None:
         check_not_forked()
         self._attach(call(lib.MutexNew))
@@ -262,7 +276,7 @@ class _LockBase(_Shared):
         self._count = 0
         self._recovered = False
 
-    def __reduce__(self):
+    def __reduce__(self) -> Tuple[Callable[[Type[_LockBase], int], _LockBase], Tuple[Type[_LockBase], int]]:
         return (_rebuild_lock, (type(self), self._spawning_fd()))
 
     @property
@@ -279,12 +293,13 @@ class _LockBase(_Shared):
         check_not_forked()
         acquire = lib.MutexAcquire
         try:
-            got = acquire(self._id, 0)
+            got: int = acquire(self._id, 0)
         except RuntimeError as exc:
             raise translate(exc) from None
         if got or not block or timeout == 0:
             return got
-        return wait_until(lambda ms: call(acquire, self._id, ms), timeout)
+        got = wait_until(lambda ms: call(acquire, self._id, ms), timeout)
+        return got
 
     def _give(self) -> None:
         try:
@@ -310,7 +325,10 @@ class _LockBase(_Shared):
         self.release()
 
 
-def _rebuild_lock(cls: type, fd: int) -> Any:
+_L = TypeVar("_L", bound=_LockBase)
+
+
+def _rebuild_lock(cls: Type[_L], fd: int) -> _L:
     lock = _opened(cls, "Mutex", fd)
     lock._init_state()
     return lock
@@ -419,6 +437,7 @@ class RLock(_LockBase):
 
     def __repr__(self) -> str:
         try:
+            count: object
             holder = self._holder()
             if holder and self._is_mine():
                 name, count = _thread_label(), self._count
@@ -438,12 +457,12 @@ class RLock(_LockBase):
 
 def _semaphore_value(value: Any) -> int:
     """The stdlib's checks of a semaphore's initial value."""
-    value = operator.index(value)
-    if value > SEM_VALUE_MAX:
+    number = operator.index(value)
+    if number > SEM_VALUE_MAX:
         raise OverflowError("Python int too large to convert to C int")
-    if value < 0:
+    if number < 0:
         raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
-    return value
+    return number
 
 
 class Semaphore(_Shared):
@@ -464,7 +483,7 @@ class Semaphore(_Shared):
     def _maximum(value: int) -> int:
         return SEM_VALUE_MAX
 
-    def __reduce__(self):
+    def __reduce__(self) -> Tuple[Callable[[Type[Semaphore], str, int], Semaphore], Tuple[Type[Semaphore], str, int]]:
         return (_opened, (type(self), "Semaphore", self._spawning_fd()))
 
     def acquire(self, block: bool = _UNSET, timeout: Optional[float] = None, *, blocking: bool = _UNSET) -> bool:
@@ -574,7 +593,7 @@ class Condition(_Shared):
         self._lock = lock
         self._attach(call(lib.CondNew))
 
-    def __reduce__(self):
+    def __reduce__(self) -> Tuple[Callable[[_LockBase, int], Condition], Tuple[_LockBase, int]]:
         return (_rebuild_condition, (self._lock, self._spawning_fd()))
 
     def acquire(self, *args: Any, **kwargs: Any) -> bool:
@@ -681,12 +700,14 @@ class Barrier(threading.Barrier, _Shared):
         self._action = action
         self._timeout = timeout
 
-    def __reduce__(self):
+    def __reduce__(self) -> Tuple[Callable[..., Barrier], Tuple[Any, ...]]:
         return (_rebuild_barrier, (self._parties, self._action, self._timeout, self._spawning_fd()))
 
-    def _core(self, func: Callable[..., T], *args: Any) -> T:
+    def _core(self, func: Callable[..., Any], *args: Any) -> int:
+        """Call the core's barrier function func (every one returns an int)."""
         check_not_forked()
-        return _unbusy(call, func, self._id, *args)
+        result: int = _unbusy(call, func, self._id, *args)
+        return result
 
     def wait(self, timeout: Optional[float] = None) -> int:
         """Wait until all parties have called wait(); return this party's
@@ -762,7 +783,8 @@ class Barrier(threading.Barrier, _Shared):
         return self._core(lib.BarrierState) == _BROKEN_STATE
 
 
-def _rebuild_barrier(parties: int, action: Any, timeout: Optional[float], fd: int) -> Barrier:
+def _rebuild_barrier(parties: int, action: Optional[Callable[[], Any]], timeout: Optional[float],
+                     fd: int) -> Barrier:
     barrier = _opened(Barrier, "Barrier", fd)
     barrier._setup(parties, action, timeout)
     return barrier

@@ -40,7 +40,7 @@ def main():
     ap.add_argument("--dist", default=os.path.join(ROOT, "dist"))
     ap.add_argument("--work", default=os.path.join(ROOT, "build", "wheel-test"))
     ap.add_argument("--min-tests", type=int, default=100)
-    ap.add_argument("--deps", default="pytest pytest-timeout ipython uvloop tqdm nbclient nbformat ipykernel ipywidgets dask parmap distributed==2026.8.0 cryptography==50.0.2", help="test tools, from the index")
+    ap.add_argument("--deps", default="pytest pytest-timeout ipython uvloop tqdm nbclient nbformat ipykernel ipywidgets dask parmap distributed==2026.8.0 cryptography==50.0.2 mypy==2.4.1", help="test tools, from the index")
     ap.add_argument("--pytest-args", default="-q -p no:cacheprovider -ra")
     ap.add_argument("--installed", action="store_true", help="test this interpreter's gopool")
     args = ap.parse_args()

@@ -9,6 +9,8 @@ The API of ``multiprocessing`` over threads: everything is the stdlib's
 
 from __future__ import annotations
 
+# multiprocessing.dummy's dict and list are the builtins
+from builtins import dict, list  # noqa: F401  (re-exported)
 from multiprocessing.dummy import (  # noqa: F401  (re-exported)
     Array,
     Barrier,
@@ -28,12 +30,13 @@ from multiprocessing.dummy import (  # noqa: F401  (re-exported)
     Value,
     active_children,
     current_process,
-    dict,
     freeze_support,
-    list,
     shutdown,
 )
-from typing import Any, Callable, Iterable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional
+
+if TYPE_CHECKING:
+    from gopool.pool import ThreadPool
 
 __all__ = [
     "Process", "current_process", "active_children", "freeze_support",
@@ -43,7 +46,7 @@ __all__ = [
 
 
 def Pool(processes: Optional[int] = None, initializer: Optional[Callable[..., Any]] = None,
-         initargs: Iterable[Any] = ()) -> Any:
+         initargs: Iterable[Any] = ()) -> ThreadPool:
     """A :class:`gopool.ThreadPool` (``multiprocessing.dummy.Pool``)."""
     from gopool.pool import ThreadPool
 

@@ -519,6 +519,30 @@ def test_manager_proxies_with_pool_initargs(manager, make_pool):
     assert sorted(shared_list) == ["a", "b", "c"]
 
 
+def test_manager_proxy_as_a_pool_task_argument(manager, make_pool):
+    # The proxy authenticates with the worker's authkey: workers take the parent's.
+    event = manager.Event()
+    pool = make_pool(1)
+    assert pool.apply(ct.set_proxied_event, (event,)) is True
+    assert event.is_set()
+
+
+def test_manager_proxy_as_an_executor_task_argument(manager):
+    event = manager.Event()
+    with gopool.ProcessPoolExecutor(1) as executor:
+        assert executor.submit(ct.set_proxied_event, event).result(timeout=60) is True
+    assert event.is_set()
+
+
+def test_pool_workers_take_the_parents_authkey_and_argv(make_pool):
+    pool = make_pool(1)
+    authkey, argv, name, pid = pool.apply(ct.worker_preparation)
+    assert authkey == bytes(multiprocessing.current_process().authkey)
+    assert argv == sys.argv
+    assert name == f"PoolWorker-{pid}"
+    assert name in {worker.name for worker in pool._pool}
+
+
 def test_manager_lock_and_value_with_processes(manager, started):
     lock, value = manager.Lock(), manager.Value("i", 0)
     procs = [started(ct.manager_lock_and_value, lock, value, 20) for _ in range(2)]

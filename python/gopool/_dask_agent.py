@@ -76,14 +76,13 @@ class _NodeBackend(ProcessBackend):
 
     def __init__(self, processes: int, init_call: bytes, max_memory: Optional[int], maxtasksperchild: Optional[int]):
         core.check_not_forked()
-        from gopool._process_backend import FunctionEncoder
+        from gopool._process_backend import FunctionEncoder, worker_settings
 
         self._functions = FunctionEncoder()
         argv, zygote, entry = _spawning.start_arguments("gopool._worker")
-        import sys
-
-        settings = {"sys_path": list(sys.path), "max_memory": max_memory}
-        init = ser.pack(ser.dumps(settings), init_call)
+        # The node's own settings (its sys.path, its authkey); not its
+        # __main__, which is the Dask worker's, never the user's program.
+        init = ser.pack(worker_settings(max_memory, main=False), init_call)
         # A pool made by a task on the cluster is a local one. Removed from
         # the Dask worker's own environment: gopool's zygote, started once
         # per process, passes that on to every child.

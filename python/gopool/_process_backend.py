@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import struct
-import sys
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 from gopool import _binding as core
@@ -47,10 +46,21 @@ def encode_init(initializer: Optional[Callable[..., Any]], initargs: Sequence[An
                 max_memory: Optional[int] = None) -> Tuple[bytes, List[int]]:
     """The init message of a pool's workers, and the descriptors they
     inherit (for queues, locks and events among the initializer's arguments)."""
-    settings = {"sys_path": list(sys.path), "max_memory": max_memory}
     spawning = _spawning.Spawning()
-    blob = ser.pack(ser.dumps(settings), spawning.dumps((initializer, tuple(initargs))))
+    blob = ser.pack(worker_settings(max_memory), spawning.dumps((initializer, tuple(initargs))))
     return blob, spawning.fds
+
+
+def worker_settings(max_memory: Optional[int], main: bool = True) -> bytes:
+    """The first part of a worker's init message: the preparation a
+    gopool.Process child gets too (the authkey, which a Manager's proxy
+    passed as an argument authenticates with; sys.path and argv; the start
+    method; where ``__main__`` comes from, unless main is false) and the
+    memory limit."""
+    preparation = _spawning.preparation()
+    if not main:
+        preparation["main"] = None
+    return ser.dumps({"preparation": preparation, "max_memory": max_memory})
 
 
 class FunctionEncoder:

@@ -105,7 +105,12 @@ def _initialise(payload: bytes) -> None:
     global _memory_limit
     settings_part, init_part = ser.unpack(payload)
     settings = ser.loads(settings_part)
-    sys.path[:] = settings["sys_path"]
+    from multiprocessing import process
+
+    from gopool import _spawning
+
+    _spawning.prepare(settings["preparation"])
+    process.current_process().name = f"PoolWorker-{os.getpid()}"  # as Pool's worker objects name it
     initializer, initargs = ser.loads(init_part)
     if initializer is not None:
         initializer(*initargs)

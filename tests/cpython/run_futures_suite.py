@@ -55,12 +55,6 @@ _ON_DEMAND = ("counts the workers the stdlib starts on demand (one per task whil
 
 # test name (method, or Class.method) -> why it does not run.
 EXCLUDED = {
-    "test_crash_big_data": (
-        "KNOWN DEFECT, excluded until fixed: shutdown(wait=True) right after a map whose 4 MiB tasks crash "
-        "their workers sometimes waits forever in the core's join (about 1 run in 4)"),
-    "test_ressources_gced_in_workers": (
-        "NOT YET INVESTIGATED, excluded: in this harness the stdlib Manager the test makes from the spawn "
-        "context fails at mgr.Event() before gopool is involved, and the run then hangs at exit"),
     "test_killed_child": (
         "expects the executor to stay broken after a worker's death (submit() raises BrokenProcessPool); "
         "gopool heals on purpose: only the dead worker's future fails, with ExecutorWorkerLostError "

@@ -2,7 +2,9 @@
 workers import these by reference. Shared objects reach a pool's tasks
 through ``keep`` (the initializer), as real programs do."""
 
+import multiprocessing
 import os
+import sys
 import time
 
 KEPT = None  # what ``keep`` received, in a pool worker
@@ -114,6 +116,18 @@ def fill_proxies(shared_dict, shared_list, key):
 def pool_fill_proxies(key):
     fill_proxies(KEPT[0], KEPT[1], key)
     return key
+
+
+def set_proxied_event(event):
+    """A task given a Manager's proxy as its argument: it must authenticate."""
+    event.set()
+    return event.is_set()
+
+
+def worker_preparation(_=None):
+    """What a pool worker took from its parent."""
+    current = multiprocessing.current_process()
+    return bytes(current.authkey), list(sys.argv), current.name, os.getpid()
 
 
 def manager_lock_and_value(lock, value, times):

@@ -102,3 +102,53 @@ def test_progress_true_without_tqdm_says_what_to_install(pool, monkeypatch):
 def test_progress_of_another_kind_is_a_type_error(pool):
     with pytest.raises(TypeError):
         pool.map(tasks.square, range(3), progress=42)
+
+
+# -- the executor's map ---------------------------------------------------------------
+
+
+@pytest.fixture
+def executor():
+    with gopool.ProcessPoolExecutor(2) as ex:
+        yield ex
+
+
+@pytest.mark.timeout(60)
+def test_executor_map_progress_advances_per_result_and_closes(executor):
+    bar = Bar()
+    it = executor.map(tasks.square, range(30), chunksize=4, progress=bar)
+    assert next(it) == 0
+    assert 1 <= bar.n <= 4 and not bar.closed  # the first chunk's results were handed out
+    assert list(it) == [i * i for i in range(1, 30)]
+    assert bar.n == 30 and bar.closed
+
+
+@pytest.mark.timeout(60)
+def test_executor_map_progress_true_draws_a_tqdm_bar_with_the_shortest_total(executor, capsys):
+    assert list(executor.map(tasks.add, range(8), range(12), progress=True)) == [2 * i for i in range(8)]
+    assert "8/8" in capsys.readouterr().err
+
+
+@pytest.mark.timeout(60)
+def test_executor_map_progress_over_an_iterator_has_no_total(executor, capsys):
+    assert list(executor.map(tasks.square, iter(range(5)), progress=True)) == [i * i for i in range(5)]
+    err = capsys.readouterr().err
+    assert "5it" in err and "/5" not in err
+
+
+@pytest.mark.timeout(60)
+def test_executor_map_progress_closes_on_failure_and_when_abandoned(executor):
+    bar = Bar()
+    with pytest.raises(ValueError):
+        list(executor.map(tasks.fail_on_odd, range(6), progress=bar))
+    assert bar.closed
+    bar = Bar()
+    it = executor.map(tasks.square, range(6), progress=bar)
+    next(it)
+    it.close()
+    assert bar.closed
+
+
+def test_executor_map_progress_of_another_kind_is_a_type_error(executor):
+    with pytest.raises(TypeError):
+        executor.map(tasks.square, range(3), progress=42)

@@ -83,7 +83,7 @@ if TYPE_CHECKING:
 
     from gopool._backend import TimeLimits
     from gopool._process_backend import ProcessBackend
-    from gopool.pool import WorkerInfo
+    from gopool.pool import WorkerInfo, _Progress, _ProgressSpec
 
 __all__ = [
     "ProcessPoolExecutor",
@@ -522,10 +522,13 @@ class _MapIterator(Iterator[_T]):
     input order. Like the stdlib's: the whole input is submitted at once
     (with ``buffersize``, that many chunks ahead of the consumer); the first
     failing chunk raises at its position and ends the iteration; closing a
-    started iterator (or dropping it) cancels the chunks not yet begun."""
+    started iterator (or dropping it) cancels the chunks not yet begun.
+    A progress bar advances as results are handed out and closes when the
+    iteration ends, whichever way."""
 
     def __init__(self, executor: "ProcessPoolExecutor", fn: Callable[..., _T], iterables: Tuple[Iterable[Any], ...],
-                 timeout: Optional[float], chunksize: int, buffersize: Optional[int]):
+                 timeout: Optional[float], chunksize: int, buffersize: Optional[int],
+                 progress: Optional["_Progress"] = None):
         self._end = None if timeout is None else time.monotonic() + timeout
         self._executor_ref = weakref.ref(executor)
         core = executor._ensure_core()
@@ -547,6 +550,7 @@ class _MapIterator(Iterator[_T]):
         self._started = False
         self._finished = False
         self._done = False  # the core has given every result
+        self._progress = progress
         executor._maps.add(self)
         try:
             self._feed(buffersize)
@@ -633,6 +637,8 @@ class _MapIterator(Iterator[_T]):
             self.close()
             raise value
         self._items.extend(value)
+        if self._progress is not None:
+            self._progress.update(len(value))
         value = None
         if not self._items:  # an empty chunk cannot happen, but stay safe
             return self.__next__()
@@ -673,6 +679,8 @@ class _MapIterator(Iterator[_T]):
     def _finish(self) -> None:
         self._finished = True
         self._core = None
+        if self._progress is not None:
+            self._progress.close()
 
     def close(self) -> None:
         """End the iteration: chunks not begun are cancelled, those running
@@ -693,6 +701,8 @@ class _MapIterator(Iterator[_T]):
             pass
 
     def __del__(self) -> None:
+        if self._progress is not None:
+            self._progress.close()
         if self._finished or self._done:
             return
         if self._started:
@@ -703,6 +713,14 @@ class _MapIterator(Iterator[_T]):
                 self._backend.discard(self._job)
             except Exception:
                 pass
+
+
+def _shortest_length(iterables: Tuple[Iterable[Any], ...]) -> Optional[int]:
+    """How many items ``zip(*iterables)`` gives, if every input is sized."""
+    try:
+        return min((len(it) for it in iterables), default=0)  # type: ignore[arg-type]  # sized or TypeError
+    except TypeError:
+        return None
 
 
 _MODE_STARMAP = 2  # gopool._serialize.MODE_STARMAP, without importing the serializer early
@@ -827,6 +845,7 @@ class ProcessPoolExecutor(Executor):
         timeout: Optional[float] = None,
         chunksize: int = 1,
         buffersize: Optional[int] = None,
+        progress: _ProgressSpec = None,
     ) -> Iterator[_T]:
         """Like ``map(fn, *iterables)``, run in the workers ``chunksize``
         items at a time; results in input order.
@@ -837,6 +856,11 @@ class ProcessPoolExecutor(Executor):
         option, offered on every version) at most that many chunks are
         submitted ahead of the results consumed. An item's exception is
         raised at its position and ends the iteration.
+
+        ``progress=True`` draws a ``tqdm.auto`` bar that advances as results
+        are handed out (its total is the shortest input's length when every
+        input has one); a bar of the caller's (``update(n)``) or a callable
+        ``progress(n)`` is accepted too, as on ``Pool.map``.
         """
         if chunksize < 1:
             raise ValueError("chunksize must be >= 1.")
@@ -845,7 +869,15 @@ class ProcessPoolExecutor(Executor):
         if buffersize is not None and buffersize < 1:
             raise ValueError("buffersize must be None or > 0")
         self._check_open()
-        return _MapIterator(self, fn, iterables, timeout, chunksize, buffersize)
+        from gopool.pool import _Progress
+
+        bar = _Progress.make(progress, _shortest_length(iterables))
+        try:
+            return _MapIterator(self, fn, iterables, timeout, chunksize, buffersize, bar)
+        except BaseException:
+            if bar is not None:
+                bar.close()
+            raise
 
     # -- shutting down ---------------------------------------------------------
 

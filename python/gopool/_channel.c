@@ -236,51 +236,106 @@ static void consume(stream *s, uint32_t n) {
     wake_all(s->head, s->space_waiters);
 }
 
-/* read_message reads the next message of down: its header into kind/tag,
- * its payload into a new bytes object. */
-static PyObject *read_message(Channel *self, uint32_t *kind, uint64_t *tag) {
+/* read_header reads the header of down's next message. */
+static int read_header(Channel *self, uint32_t *kind, uint64_t *tag, uint64_t *length) {
     stream *s = &self->down;
     if (wait_readable(self, GOPOOL_MESSAGE_HEADER_SIZE) < 0)
-        return NULL;
+        return -1;
     uint8_t hdr[GOPOOL_MESSAGE_HEADER_SIZE];
     copy_out(s, load32(s->head), hdr, sizeof hdr);
-    uint64_t length;
     uint32_t zero;
-    memcpy(&length, hdr, 8);
+    memcpy(length, hdr, 8);
     memcpy(tag, hdr + 8, 8);
     memcpy(kind, hdr + 16, 4);
     memcpy(&zero, hdr + 20, 4);
-    if (zero != 0 || length > (uint64_t)PY_SSIZE_T_MAX) {
+    if (zero != 0 || *length > (uint64_t)PY_SSIZE_T_MAX) {
         PyErr_SetString(PyExc_ValueError, "corrupt message header in the channel");
-        return NULL;
+        return -1;
     }
     consume(s, GOPOOL_MESSAGE_HEADER_SIZE);
-    PyObject *payload = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)length);
-    if (payload == NULL)
-        return NULL;
-    uint8_t *dst = (uint8_t *)PyBytes_AS_STRING(payload);
+    return 0;
+}
+
+/* read_exact copies the next n bytes of down into dst, waiting for them as
+ * they arrive (a message larger than the ring comes in pieces). */
+static int read_exact(Channel *self, uint8_t *dst, uint64_t n) {
+    stream *s = &self->down;
     uint64_t done = 0;
-    while (done < length) {
+    while (done < n) {
         uint32_t avail = readable(s);
         if (avail == 0) {
-            if (wait_readable(self, 1) < 0) {
-                Py_DECREF(payload);
-                return NULL;
-            }
+            if (wait_readable(self, 1) < 0)
+                return -1;
             continue;
         }
-        uint32_t n = length - done < avail ? (uint32_t)(length - done) : avail;
-        if (n > 65536) {
+        uint32_t k = n - done < avail ? (uint32_t)(n - done) : avail;
+        if (k > 65536) {
             Py_BEGIN_ALLOW_THREADS
-            copy_out(s, load32(s->head), dst + done, n);
+            copy_out(s, load32(s->head), dst + done, k);
             Py_END_ALLOW_THREADS
         } else {
-            copy_out(s, load32(s->head), dst + done, n);
+            copy_out(s, load32(s->head), dst + done, k);
         }
-        consume(s, n);
-        done += n;
+        consume(s, k);
+        done += k;
     }
-    return payload;
+    return 0;
+}
+
+/* read_bytes reads the next n bytes of down into a new bytes object. */
+static PyObject *read_bytes(Channel *self, uint64_t n) {
+    PyObject *data = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)n);
+    if (data == NULL)
+        return NULL;
+    if (read_exact(self, (uint8_t *)PyBytes_AS_STRING(data), n) < 0) {
+        Py_DECREF(data);
+        return NULL;
+    }
+    return data;
+}
+
+/* read_message reads the next message of down: its header into kind/tag,
+ * its payload into a new bytes object. */
+static PyObject *read_message(Channel *self, uint32_t *kind, uint64_t *tag) {
+    uint64_t length;
+    if (read_header(self, kind, tag, &length) < 0)
+        return NULL;
+    return read_bytes(self, length);
+}
+
+/* read_records reads a payload of length bytes made of records ([u64
+ * length][bytes], as gopool._serialize.pack writes them) into a tuple with
+ * one bytes object per record: a task's function, its arguments' pickle and
+ * each large argument apart, so that no large argument is copied again. */
+static PyObject *read_records(Channel *self, uint64_t length) {
+    PyObject *parts = PyList_New(0);
+    if (parts == NULL)
+        return NULL;
+    uint64_t done = 0;
+    while (done < length) {
+        uint64_t n;
+        if (length - done < 8 || read_exact(self, (uint8_t *)&n, 8) < 0)
+            goto fail;
+        done += 8;
+        if (n > length - done)
+            goto fail;
+        PyObject *part = read_bytes(self, n);
+        if (part == NULL)
+            goto fail;
+        done += n;
+        int err = PyList_Append(parts, part);
+        Py_DECREF(part);
+        if (err < 0)
+            goto fail;
+    }
+    PyObject *tuple = PyList_AsTuple(parts);
+    Py_DECREF(parts);
+    return tuple;
+fail:
+    Py_DECREF(parts);
+    if (!PyErr_Occurred())
+        PyErr_SetString(PyExc_ValueError, "corrupt task records in the channel");
+    return NULL;
 }
 
 /* begin: the Revoke/Begin protocol of shm.Channel. */
@@ -344,8 +399,10 @@ static PyObject *Channel_next_task(Channel *self, PyObject *unused) {
     PyObject *result = NULL;
     for (;;) {
         uint32_t kind;
-        uint64_t tag;
-        PyObject *payload = read_message(self, &kind, &tag);
+        uint64_t tag, length;
+        if (read_header(self, &kind, &tag, &length) < 0)
+            break;
+        PyObject *payload = kind == GOPOOL_MSG_TASK ? read_records(self, length) : read_bytes(self, length);
         if (payload == NULL)
             break;
         if (kind == GOPOOL_MSG_TASK) {
@@ -448,7 +505,7 @@ static PyMethodDef Channel_methods[] = {
     {"read_init", (PyCFunction)Channel_read_init, METH_NOARGS,
      "read_init() -> bytes\n\nWait for the init message and return its payload."},
     {"next_task", (PyCFunction)Channel_next_task, METH_NOARGS,
-     "next_task() -> (seq, payload) or None\n\n"
+     "next_task() -> (seq, parts) or None\n\n"
      "Wait for the next task and begin it; None when the core says stop. Tasks the core\n"
      "revoked are skipped (and answered as such) on the way."},
     {"answer", (PyCFunction)Channel_answer, METH_VARARGS,

@@ -38,7 +38,7 @@ from gopool import _serialize as ser
 from gopool import _wire
 from gopool._backend import NO_LIMITS, ClusterWorkerRow, Entry, JobEntries, TimeLimits
 from gopool._errors import CancelledError, PoolTerminatedError, TimeoutError, WorkerLostError, describe_exit
-from gopool._process_backend import FunctionEncoder, _dumps_call, decode_outcome
+from gopool._process_backend import FunctionEncoder, decode_outcome
 from gopool.cluster import ClusterError, Dask, ShortChunkWarning
 
 # A task as this backend encodes it: (pickled function, pickled (args, kwds, mode)).
@@ -224,11 +224,11 @@ class DaskBackend:
     # -- encoding ------------------------------------------------------------
 
     def encode(self, func: Callable[..., Any], args: Any, kwds: Any, mode: int) -> Task:
-        return self._functions.encode(func), b"".join(_dumps_call(args, kwds, mode))
+        return self._functions.encode(func), ser.dumps((args, kwds, mode))  # one piece: Dask moves it as bytes
 
     def iter_encode(self, func: Callable[..., Any], arg_list: Iterable[Any], mode: int) -> Iterator[Task]:
         func_bytes = self._functions.encode(func)
-        return ((func_bytes, b"".join(_dumps_call(args, None, mode))) for args in arg_list)
+        return ((func_bytes, ser.dumps((args, None, mode))) for args in arg_list)
 
     # -- jobs ----------------------------------------------------------------
 

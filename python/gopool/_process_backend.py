@@ -31,10 +31,11 @@ _WORKER = struct.Struct(_wire.WORKER_RECORD_FORMAT)
 _RECORD = struct.Struct(_wire.RECORD_HEADER_FORMAT)
 _JOB_ID = struct.Struct("<q")  # PoolRun's reply starts with the job
 
-# A task as the process backend encodes it: the pickled function and the
-# pickled (arguments, keywords, mode) in parts (one, unless the arguments
-# hold large buffers: see ser.dumps_parts); the worker gets ser.pack of the
-# function and of the arguments' pickle.
+# A task as the process backend encodes it: the pickled function, and the
+# pickled (arguments, keywords, mode) followed by the large arguments taken
+# out of it (none, unless the arguments hold large buffers: see
+# ser.split_large); the worker gets them as records (ser.pack's format),
+# each one a bytes object of its own (gopool._channel).
 Task = Tuple[bytes, List[bytes]]
 
 # A task at least this large crosses as parts (core.go_bytes, one copy
@@ -170,10 +171,12 @@ class ProcessBackend:
 
     def _submit_parts(self, job: int, task: Task, flags: int, hard: int, soft: int) -> int:
         func, parts = task
-        head = _RECORD.pack(len(func)) + func + _RECORD.pack(sum(map(len, parts)))
+        pieces = [_RECORD.pack(len(func)) + func]
+        for part in parts:
+            pieces += [_RECORD.pack(len(part)), part]
         builder = core.call(core.lib.TaskNew)
         try:
-            for part in [head, *parts]:
+            for part in pieces:
                 with core.go_bytes(part) as (handle,):
                     core.call(core.lib.TaskAppend, builder, handle)
         except BaseException:
@@ -312,39 +315,50 @@ class ProcessBackend:
 
 
 def _dumps_call(args: Any, kwds: Any, mode: int) -> List[bytes]:
-    """The pickle of a call, in parts if its arguments (or a map chunk's
-    items) hold large buffers."""
+    """The pickle of a call, followed by its large arguments if its
+    arguments (or a map chunk's items) hold large buffers."""
     call = (args, kwds, mode)
     if ser.holds_big_buffer(args) or (kwds and ser.holds_big_buffer(kwds)):
-        return ser.dumps_parts(call)
+        return ser.split_large(call)
     return [ser.dumps(call)]
 
 
 def _task_size(task: Task) -> int:
+    """The size of a task's payload: its records."""
     func, parts = task
-    return len(func) + sum(map(len, parts))
+    return _RECORD.size * (1 + len(parts)) + len(func) + sum(map(len, parts))
 
 
 def _write_records(tasks: Sequence[Task]) -> "core.Buffer":
     """This thread's buffer, taken, holding tasks as records ([u64 length]
-    [payload], the payload being ser.pack(function, arguments)); ``buf.used``
+    [payload], the payload being ser.pack(function, *parts)); ``buf.used``
     is their size. Each part is copied once, straight into the buffer."""
     head = _RECORD.size
-    size = sum(3 * head + _task_size(task) for task in tasks)
+    size = sum(head + _task_size(task) for task in tasks)
     buf = core.take_buffer(size)
     view, pos, pack = buf.view, 0, _RECORD.pack_into
     for f, parts in tasks:
-        nf, na = len(f), sum(map(len, parts))
-        pack(view, pos, 2 * head + nf + na)
-        pack(view, pos + head, nf)
-        pos += 2 * head
-        view[pos : pos + nf] = f
-        pos += nf
-        pack(view, pos, na)
+        if len(parts) == 1:  # the hot case: (function, arguments), nothing large
+            (a,) = parts
+            nf, na = len(f), len(a)
+            pack(view, pos, 2 * head + nf + na)
+            pack(view, pos + head, nf)
+            pos += 2 * head
+            view[pos : pos + nf] = f
+            pos += nf
+            pack(view, pos, na)
+            pos += head
+            view[pos : pos + na] = a
+            pos += na
+            continue
+        pack(view, pos, _task_size((f, parts)))
         pos += head
-        for a in parts:
-            view[pos : pos + len(a)] = a
-            pos += len(a)
+        for data in (f, *parts):
+            n = len(data)
+            pack(view, pos, n)
+            pos += head
+            view[pos : pos + n] = data
+            pos += n
     buf.used = size
     return buf
 

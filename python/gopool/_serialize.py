@@ -18,7 +18,7 @@ import itertools
 import pickle
 import struct
 from collections import ChainMap
-from typing import Any, Callable, Dict, List, MutableMapping, Optional, Tuple, Union
+from typing import Any, Callable, Dict, List, MutableMapping, Optional, Sequence, Tuple, Union
 
 # What unpack() and loads() read: a pickle or records, whole or a slice of a buffer.
 BytesLike = Union[bytes, bytearray, memoryview]
@@ -81,61 +81,78 @@ def _dumps_with(base: type, base_table: Reducers, obj: Any, reducers: Reducers) 
     return buffer.getvalue()
 
 
-# Parts of a pickle at least this large are kept apart by dumps_parts.
+# Arguments at least this large travel beside their call's pickle (split_large).
 BIG_PART = 1 << 20
 
 
-class _PartsWriter:
-    """The file a pickler writes to for dumps_parts: the pickler writes the
-    payload of a large bytes, bytearray or str in one write of its own,
-    which is kept as a part of its own (the bytes object itself, no copy);
-    everything else is gathered into small parts."""
+class _Slot:
+    """Stands in a task's pickle for a large argument that travels beside
+    it, as a record of its own (see split_large)."""
 
-    __slots__ = ("parts", "small")
+    __slots__ = ("index", "kind")
 
-    def __init__(self) -> None:
-        self.parts: List[bytes] = []
-        self.small = bytearray()
+    def __init__(self, index: int, kind: int):
+        self.index, self.kind = index, kind
 
-    def write(self, data: Any) -> int:
-        n = data.nbytes if type(data) is memoryview else len(data)
-        if n < BIG_PART:
-            self.small += data
-            return n
-        if self.small:
-            self.parts.append(bytes(self.small))
-            self.small = bytearray()
-        self.parts.append(data if type(data) is bytes else bytes(data))
-        return n
-
-    def finish(self) -> List[bytes]:
-        if self.small:
-            self.parts.append(bytes(self.small))
-        return self.parts
-
-    def names_main(self) -> bool:
-        """Whether the pickle refers to __main__: the large parts are raw
-        data, so only the small ones (the opcodes) can."""
-        return any(b"__main__" in part for part in self.parts if len(part) < BIG_PART)
+    def __reduce__(self) -> Tuple[Any, ...]:
+        return _Slot, (self.index, self.kind)
 
 
-def dumps_parts(obj: Any) -> List[bytes]:
-    """dumps(obj) as a list of parts whose concatenation is the pickle,
-    with the payload of every large bytes-like object a part of its own,
-    not copied. For arguments that hold large buffers."""
-    writer = _PartsWriter()
-    try:
-        pickle.Pickler(writer, PROTOCOL).dump(obj)
-        parts = writer.finish()
-        if not writer.names_main():
-            return parts
-    except Exception:
-        pass
-    import cloudpickle
+_AS_BYTES, _AS_BYTEARRAY, _AS_STR = 0, 1, 2
 
-    writer = _PartsWriter()
-    cloudpickle.CloudPickler(writer, PROTOCOL).dump(obj)
-    return writer.finish()
+
+def split_large(call: Tuple[Any, Any, int]) -> List[bytes]:
+    """A call (arguments, keywords, mode) as [pickle, large, large...]: each
+    large bytes, bytearray or str among the arguments (or a map chunk's
+    items) and the keywords is taken out of the pickle, which holds a _Slot
+    in its place, and travels as bytes of its own. A bytes argument is not
+    copied here; the worker receives each one as a bytes object of its own
+    (gopool._channel) and puts that very object in its slot (fill_large):
+    no copy there either, and no second copy in memory."""
+    args, kwds, mode = call
+    large: List[bytes] = []
+
+    def slot(value: Any) -> Any:
+        kind = _LARGE_KINDS.get(type(value))
+        if kind is None or len(value) < BIG_PART:
+            return value
+        if kind == _AS_BYTES:
+            large.append(value)
+        elif kind == _AS_BYTEARRAY:
+            large.append(bytes(value))
+        else:
+            large.append(value.encode("utf-8", "surrogatepass"))
+        return _Slot(len(large) - 1, kind)
+
+    if type(args) in (tuple, list):
+        args = type(args)(slot(v) for v in args)
+    if type(kwds) is dict:
+        kwds = {k: slot(v) for k, v in kwds.items()}
+    return [dumps((args, kwds, mode)), *large]
+
+
+def fill_large(call: Tuple[Any, Any, int], large: Sequence[bytes]) -> Tuple[Any, Any, int]:
+    """Put split_large's large values back in their slots."""
+    args, kwds, mode = call
+
+    def fill(value: Any) -> Any:
+        if type(value) is not _Slot:
+            return value
+        data = large[value.index]
+        if value.kind == _AS_BYTES:
+            return data
+        if value.kind == _AS_BYTEARRAY:
+            return bytearray(data)
+        return data.decode("utf-8", "surrogatepass")
+
+    if type(args) in (tuple, list):
+        args = type(args)(fill(v) for v in args)
+    if type(kwds) is dict:
+        kwds = {k: fill(v) for k, v in kwds.items()}
+    return args, kwds, mode
+
+
+_LARGE_KINDS: Dict[type, int] = {bytes: _AS_BYTES, bytearray: _AS_BYTEARRAY, str: _AS_STR}
 
 
 def holds_big_buffer(args: Any) -> bool:

@@ -66,13 +66,18 @@ class _FunctionCache:
         return func
 
 
-def run_task(payload: bytes, functions: _FunctionCache) -> Tuple[int, bytes]:
-    """Run one task; return (message kind, encoded result)."""
+def run_task(parts: Tuple[bytes, ...], functions: _FunctionCache) -> Tuple[int, bytes]:
+    """Run one task, given as its records (the function, the call's pickle,
+    and the large arguments taken out of it); return (message kind, encoded
+    result)."""
     global _in_task
     try:
-        func_part, rest = ser.unpack(payload)
+        func_part, call_part, *large = parts
         func = functions.load(func_part)
-        args = ser.loads(rest)
+        args = ser.loads(call_part)
+        if large:
+            args = ser.fill_large(args, large)
+            del large
         _in_task = True
         value = ser.call_task(func, *args)
         _in_task = False
@@ -155,11 +160,11 @@ def serve(channel: Channel) -> None:
         task = next_task()
         if task is None:
             return
-        seq, payload = task
+        seq, parts = task
         try:
-            kind, data = run_task(payload, functions)
+            kind, data = run_task(parts, functions)
         except _OverMemoryLimit as over:
-            del payload, task
+            del parts, task
             answer(_wire.MSG_RESULT_ERROR, seq, _memory_error(over))
             channel.send(_wire.MSG_RETIRING, 0, b"")
             return
@@ -167,7 +172,7 @@ def serve(channel: Channel) -> None:
             # The task forked and this is the child coming back from it: it
             # must not answer in its parent's name.
             os._exit(0)
-        del payload, task
+        del parts, task
         answer(kind, seq, data)
 
 

@@ -245,3 +245,15 @@ def open_fds(_=None):
         except OSError:
             pass  # the listing's own descriptor, closed already
     return out
+
+
+def types_and_values(*args, **kwds):
+    """What a task received: each argument with its type's name."""
+    return [(type(a).__name__, a) for a in args], {k: (type(v).__name__, v) for k, v in kwds.items()}
+
+
+def peak_memory_after(data):
+    """The worker's peak resident memory (bytes) once it holds data."""
+    import resource
+
+    return len(data), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024

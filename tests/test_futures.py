@@ -209,6 +209,21 @@ def test_shutdown_cancel_futures_cancels_what_has_not_begun(tmp_path):
         queued[0].result()
 
 
+@pytest.mark.timeout(60)
+def test_shutdown_cancel_futures_lets_the_tasks_handed_to_workers_run():
+    # Right after the submissions, before any worker began: the tasks the
+    # workers already hold run (as the calls the stdlib's executor queued for
+    # its workers do), the rest are cancelled (CPython's test_cancel_futures).
+    ex = ProcessPoolExecutor(2)
+    fs = [ex.submit(time.sleep, 0.1) for _ in range(50)]
+    ex.shutdown(cancel_futures=True)
+    cancelled = [f for f in fs if f.cancelled()]
+    others = [f for f in fs if not f.cancelled()]
+    assert len(cancelled) > 20
+    assert 1 <= len(others) <= 4
+    assert all(f.done() and f.exception() is None for f in others)
+
+
 def test_cancel_is_exact_and_keeps_the_stdlib_meaning(executor, tmp_path):
     started, go = str(tmp_path / "started"), str(tmp_path / "go")
     running = executor.submit(tasks.wait_for_go, started, go, "ran")

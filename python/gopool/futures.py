@@ -28,7 +28,9 @@ Where gopool differs from the stdlib's executor, on purpose:
 
 - futures stay PENDING until their result arrives (the stdlib marks a
   future RUNNING when it queues it for a worker, whether or not it has
-  begun); ``running()`` asks the core whether a worker holds the task;
+  begun); ``running()`` asks the core whether a worker holds the task, and
+  ``shutdown(cancel_futures=True)`` lets the tasks workers hold run, as the
+  stdlib lets the calls it queued for its workers run;
 - an initializer that raises breaks the executor as in the stdlib, but the
   futures' ``BrokenProcessPool`` (:class:`ExecutorBrokenError`) carries the
   initializer's exception as ``__cause__``;
@@ -65,6 +67,7 @@ from typing import (
     Iterator,
     List,
     Optional,
+    Set,
     Tuple,
     TypeVar,
 )
@@ -715,6 +718,16 @@ class _MapIterator(Iterator[_T]):
                 pass
 
 
+def _held_jobs(core: "_Core") -> Set[int]:
+    """The jobs (one per future) whose task a worker holds now."""
+    if not core.started:
+        return set()
+    try:
+        return {row[2] for row in core.backend.workers()}
+    except Exception:
+        return set()
+
+
 def _shortest_length(iterables: Tuple[Iterable[Any], ...]) -> Optional[int]:
     """How many items ``zip(*iterables)`` gives, if every input is sized."""
     try:
@@ -883,9 +896,11 @@ class ProcessPoolExecutor(Executor):
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         """Accept no more tasks. ``cancel_futures`` cancels the tasks that
-        have not begun (futures and map chunks); tasks already running
-        finish. ``wait`` waits for the pending futures and the workers'
-        exit. Either way the workers exit once their work is done."""
+        no worker holds yet (futures and map chunks that have not begun);
+        tasks running, or handed to a worker that is about to begin them,
+        finish (the stdlib's executor likewise lets the calls it has queued
+        for its workers run). ``wait`` waits for the pending futures and the
+        workers' exit. Either way the workers exit once their work is done."""
         with self._shutdown_lock:
             self._shutdown = True
             core = self._core
@@ -893,8 +908,10 @@ class ProcessPoolExecutor(Executor):
         if core is None:
             return
         if cancel_futures:
+            held = _held_jobs(core)
             for future in self._delivery.pending():
-                future.cancel()
+                if future._job not in held:
+                    future.cancel()
             for it in list(self._maps):
                 try:
                     core.backend.cancel_pending(it._job)

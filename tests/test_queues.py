@@ -299,6 +299,25 @@ def test_close():
     assert q.qsize() == 1  # the item stays for the other users of the queue
 
 
+@pytest.mark.parametrize("cls", [Queue, gopool.JoinableQueue])
+def test_empty_after_close(cls):
+    # Python 3.13's rule (CPython's test_closed_queue_empty_exceptions):
+    # a queue closed before any use still answers empty(); once used and
+    # closed, empty() raises OSError('... is closed'); qsize() and full()
+    # answer either way.
+    unused = cls(2)
+    unused.close()
+    unused.join_thread()
+    assert unused.empty()
+    used = cls(2)
+    used.put("foo")
+    used.close()
+    used.join_thread()
+    with pytest.raises(OSError, match="^handle is closed$"):
+        used.empty()
+    assert used.qsize() == 1 and not used.full()
+
+
 def test_close_is_per_object():
     q = Queue()
     q.put(1)

@@ -135,6 +135,7 @@ class Queue(_Shared[_T]):
         self._handle = handle
         self._maxsize = handle.maxsize or _MAX_BOUND
         self._closed = False
+        self._used = False  # by a put or a get of this process: see empty()
 
     def _check_closed(self) -> None:
         if self._closed:
@@ -152,6 +153,7 @@ class Queue(_Shared[_T]):
         """
         if self._closed:
             raise ValueError(f"Queue {self!r} is closed")
+        self._used = True
         self._handle.put(obj, block, timeout)
 
     def put_nowait(self, obj: _T) -> None:
@@ -167,6 +169,7 @@ class Queue(_Shared[_T]):
         ones are in the queue and ``queue.Full`` is raised.
         """
         self._check_closed()
+        self._used = True
         data = [dumps(obj) for obj in items]
         if data:
             self._handle.put_many(data, block, timeout)
@@ -180,6 +183,7 @@ class Queue(_Shared[_T]):
         """
         if self._closed:
             raise ValueError(f"Queue {self!r} is closed")
+        self._used = True
         item: _T = self._handle.get(block, timeout)
         return item
 
@@ -197,6 +201,7 @@ class Queue(_Shared[_T]):
         came in time.
         """
         self._check_closed()
+        self._used = True
         if max_items < 1:
             raise ValueError(f"max_items must be at least 1, not {max_items}")
         return self._handle.get_many(max_items, timeout)
@@ -206,7 +211,14 @@ class Queue(_Shared[_T]):
         return self._handle.size()
 
     def empty(self) -> bool:
-        """Whether the queue has no item (exact when called)."""
+        """Whether the queue has no item (exact when called).
+
+        As the stdlib's (Python 3.13's rule): once this process has used
+        the queue and closed it, ``OSError('handle is closed')``; a queue
+        closed before any use still answers. ``qsize()`` and ``full()``
+        answer after ``close()``, as the stdlib's do."""
+        if self._closed and self._used:
+            raise OSError("handle is closed")
         return self._handle.size() == 0
 
     def full(self) -> bool:

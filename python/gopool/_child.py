@@ -44,6 +44,28 @@ def main() -> None:
         process_obj = ser.loads(process_part)
     finally:
         del current._inheriting  # type: ignore[attr-defined]
+    if sys.version_info < (3, 10):
+        _keep_finalizers_through_bootstrap()
     sys.exit(process_obj._bootstrap(parent_sentinel=INIT_FD))
+
+
+class _Restorer:
+    """The object an after-fork callback hangs on (the registry holds it weakly)."""
+
+
+_restorer = _Restorer()
+
+
+def _keep_finalizers_through_bootstrap() -> None:
+    """Python 3.9's ``_bootstrap`` clears multiprocessing's finalizers (later
+    versions call ``Process._after_fork``, which gopool's Process makes a
+    no-op): those the unpickled arguments registered (gopool's locks close
+    their core objects through them at a normal exit) are put back by an
+    after-fork callback, which 3.9's ``_bootstrap`` runs right after."""
+    from multiprocessing import util
+
+    # the registry is private to multiprocessing.util (not in typeshed)
+    saved = dict(util._finalizer_registry)  # type: ignore[attr-defined]
+    util.register_after_fork(_restorer, lambda _: util._finalizer_registry.update(saved))  # type: ignore[attr-defined]
 
 

@@ -695,6 +695,14 @@ class Barrier(threading.Barrier, _Shared):
         self._attach(call(lib.BarrierNew, parties))
         self._setup(parties, action, timeout)
 
+    def __repr__(self) -> str:
+        # threading.Barrier's from Python 3.10, on every version
+        cls = type(self)
+        if self.broken:
+            return f"<{cls.__module__}.{cls.__qualname__} at {id(self):#x}: broken>"
+        return (f"<{cls.__module__}.{cls.__qualname__} at {id(self):#x}:"
+                f" waiters={self.n_waiting}/{self.parties}>")
+
     def _setup(self, parties: int, action: Optional[Callable[[], Any]], timeout: Optional[float]) -> None:
         self._parties = parties
         self._action = action

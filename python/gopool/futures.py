@@ -454,8 +454,15 @@ class _Delivery:
             self._closed = True
 
     def wait_idle(self, timeout: Optional[float] = None) -> bool:
-        """Wait until no future is pending."""
-        self.adopt_all()
+        """Wait until no future is pending. The lazily collected ones are
+        collected by this thread: at interpreter exit (the executors'
+        shutdown handler) Python 3.12+ refuses to start the results thread."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self.lock:
+            lazy = list(self.lazy.values())
+        for future in lazy:
+            future._collect_lazily(deadline)
+        self.adopt_all()  # those the deadline left
         with self.lock:
             return self._idle.wait_for(lambda: not self.waiting, timeout)
 

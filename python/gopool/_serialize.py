@@ -159,10 +159,7 @@ def holds_big_buffer(args: Any) -> bool:
     """Whether args (a tuple of arguments, or a dict of them) holds a large
     bytes, bytearray or str at its first level."""
     values = args.values() if type(args) is dict else args
-    return any(type(v) in _BIG_TYPES and len(v) >= BIG_PART for v in values)
-
-
-_BIG_TYPES = frozenset((bytes, bytearray, str))
+    return any(type(v) in _LARGE_KINDS and len(v) >= BIG_PART for v in values)
 
 
 def _cloud_dumps(obj: Any, reducers: Optional[Reducers] = None) -> bytes:

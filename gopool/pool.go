@@ -64,6 +64,9 @@ type Pool struct {
 	open    int // jobs not sealed
 	// failure, once set, is the outcome of every pending and future task.
 	failure *Result
+	// earlyDeaths counts the workers in a row killed before they were
+	// ready (see cannotStartWorkersLocked).
+	earlyDeaths int
 	// notified are the notify jobs with results for CollectNotified;
 	// lentNotified those whose results it lent last.
 	notified     []*job

@@ -69,6 +69,18 @@ func testWorker() int {
 	case "initexit":
 		return 4
 	}
+	if path, ok := strings.CutPrefix(string(init), "initkilled:"); ok {
+		killOnce := strings.HasSuffix(path, ".once")
+		_, statErr := os.Stat(path)
+		if !killOnce || statErr != nil {
+			f, err := os.OpenFile(path, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+			if err == nil {
+				f.Write([]byte("x"))
+				f.Close()
+			}
+			syscall.Kill(os.Getpid(), syscall.SIGKILL)
+		}
+	}
 	ch.SetPhase(PhaseReady)
 	soft := make(chan os.Signal, 1)
 	signal.Notify(soft, SoftLimitSignal)
@@ -605,6 +617,37 @@ func TestDeathInInitialisationFailsThePool(t *testing.T) {
 	}
 	if r := collectAll(t, p, submit(t, p, "echo:2"))[0]; r.Status != StatusWorkerLost {
 		t.Fatalf("later task: %v", r.Status)
+	}
+	p.Close()
+	if ok, _ := p.Join(5 * time.Second); !ok {
+		t.Fatal("workers still started after close")
+	}
+}
+
+// A worker killed from outside while it initialises is replaced: that is
+// not its initializer failing.
+func TestKillInInitialisationIsSurvived(t *testing.T) {
+	marker := filepath.Join(t.TempDir(), "killed.once")
+	p := newTestPool(t, 1, 0, "initkilled:"+marker)
+	if r := collectAll(t, p, submit(t, p, "echo:1"))[0]; r.Status != StatusOK {
+		t.Fatalf("task: %v exit %+v", r.Status, r.Exit)
+	}
+	if _, err := os.Stat(marker); err != nil {
+		t.Fatal("the first worker was not killed")
+	}
+}
+
+// Workers killed in their initialisation every time: after maxEarlyDeaths
+// tries the tasks fail and no more workers start.
+func TestKillsInInitialisationEveryTimeFailThePool(t *testing.T) {
+	marker := filepath.Join(t.TempDir(), "killed")
+	p := newTestPool(t, 1, 0, "initkilled:"+marker)
+	r := collectAll(t, p, submit(t, p, "echo:1"))[0]
+	if r.Status != StatusWorkerLost || r.Exit.Signal != syscall.SIGKILL {
+		t.Fatalf("task: %v exit %+v", r.Status, r.Exit)
+	}
+	if got, _ := os.ReadFile(marker); len(got) != maxEarlyDeaths {
+		t.Fatalf("%d workers started, want %d", len(got), maxEarlyDeaths)
 	}
 	p.Close()
 	if ok, _ := p.Join(5 * time.Second); !ok {

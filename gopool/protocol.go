@@ -30,9 +30,10 @@ const (
 )
 
 // A worker's phase, which it records in its channel (shm.Channel.Phase):
-// a worker that dies while initialising (its initializer exits) fails the
-// pool, as one whose initialisation raises does; one that dies while still
-// starting (killed before it ran anything of the user's) is replaced.
+// a worker that exits before it is ready (its initializer exits) fails the
+// pool, as one whose initialisation raises does; one killed by a signal
+// before it is ready is replaced, unless several in a row are
+// (cannotStartWorkersLocked).
 const (
 	PhaseStarting     = 0
 	PhaseInitializing = 1

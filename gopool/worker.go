@@ -211,9 +211,8 @@ func (p *Pool) workerDied(w *worker) {
 	p.drainWorkerLocked(w)
 	w.stopTimers()
 	lost := Result{Status: StatusWorkerLost, Pid: w.proc.pid, Exit: w.proc.exit}
-	if w.ch.Phase() == PhaseInitializing && w.state != workerStopping && p.state != Terminated {
-		// It died in its initialisation (an initializer that exits):
-		// as when initialisation raises, every task fails, with no respawn.
+	if p.cannotStartWorkersLocked(w) {
+		// As when initialisation raises: every task fails, with no respawn.
 		for _, t := range w.inflight {
 			p.finishLocked(t, lost)
 		}
@@ -242,6 +241,31 @@ func (p *Pool) workerDied(w *worker) {
 	if replace {
 		p.replace()
 	}
+}
+
+// maxEarlyDeaths is how many workers in a row may be killed before they
+// are ready before the pool stops starting them.
+const maxEarlyDeaths = 5
+
+// cannotStartWorkersLocked tells, at w's death, whether workers cannot be
+// started: w exited by itself before it was ready (its initializer, or the
+// preparation of the parent's __main__, called exit), or it is the
+// maxEarlyDeaths-th worker in a row killed by a signal before it was
+// ready. A single kill from outside (the OOM killer, a user's kill) while a
+// worker starts is a death like any other: the worker is replaced.
+func (p *Pool) cannotStartWorkersLocked(w *worker) bool {
+	if w.ch.Phase() == PhaseReady {
+		p.earlyDeaths = 0
+		return false
+	}
+	if w.state != workerRunning || p.state == Terminated {
+		return false // told to stop, or killed by the core
+	}
+	if w.proc.exit.Signal == 0 {
+		return true
+	}
+	p.earlyDeaths++
+	return p.earlyDeaths >= maxEarlyDeaths
 }
 
 // softTimedOut tells w that t passed its soft time limit, if t is still

@@ -597,3 +597,34 @@ def test_initializer_that_kills_the_worker(make_pool, exit_func):
     start = time.monotonic()
     p.join()
     assert time.monotonic() - start < 5
+
+
+@pytest.mark.timeout(30)
+def test_worker_killed_while_initialising_is_replaced(make_pool, tmp_path):
+    # A kill from outside during start-up is not the initializer failing:
+    # the stdlib replaces that worker, and so does gopool.
+    marker = tmp_path / "killed"
+    p = make_pool(1, initializer=tasks.sigkill_self_unless, initargs=(str(marker),))
+    pid = p.apply(tasks.getpid)
+    assert pid != int(marker.read_text())
+    assert [w.pid for w in p.workers()] == [pid]
+
+
+@pytest.mark.timeout(30)
+def test_workers_killed_while_initialising_every_time_fail_the_tasks(make_pool, tmp_path):
+    # stdlib hangs here (it respawns workers forever). gopool tries a few
+    # workers, then fails the tasks with the last death.
+    marker = tmp_path / "killed.always"
+    p = make_pool(1, initializer=tasks.sigkill_self_unless, initargs=(str(marker),))
+    with pytest.raises(WorkerLostError) as info:
+        p.apply(tasks.square, (2,))
+    assert info.value.exitcode == -signal.SIGKILL
+    tries = len(marker.read_text().split())
+    assert 1 < tries < 10
+    with pytest.raises(WorkerLostError):
+        p.apply_async(tasks.square, (3,)).get(timeout=20)
+    p.close()
+    start = time.monotonic()
+    p.join()
+    assert time.monotonic() - start < 5
+    assert len(marker.read_text().split()) == tries

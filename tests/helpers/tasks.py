@@ -147,6 +147,22 @@ def write_pid_then(path, how):
     raise ValueError(how)
 
 
+def sigkill_self_unless(marker_path):
+    """An initializer: the first worker to run it (marker_path absent)
+    writes its pid there and is killed by SIGKILL, as by the OOM killer or
+    a user's kill; later ones return. A marker path ending in ".always"
+    kills every worker, appending one line per worker."""
+    if marker_path.endswith(".always"):
+        with open(marker_path, "a") as f:
+            f.write(f"{os.getpid()}\n")
+    elif os.path.exists(marker_path):
+        return
+    else:
+        _touch(marker_path, str(os.getpid()))
+    os.kill(os.getpid(), signal.SIGKILL)
+    time.sleep(MAX_WAIT)
+
+
 def die_on(x, bad=2):
     """Return x, but kill the worker when x == bad."""
     if x == bad:

@@ -27,6 +27,14 @@ def _cmdline(pid):
         return f.read().replace(b"\0", b" ").decode()
 
 
+def _environ(_=None):
+    return dict(os.environ)
+
+
+def _put_environ(queue):
+    queue.put(dict(os.environ))
+
+
 def _environ_value(name):
     return os.environ.get(name)
 
@@ -66,6 +74,25 @@ def test_a_new_process_gets_the_parents_environment_and_directory_of_now(make_po
     p = make_pool(1)
     assert p.apply(_environ_value, ("GOPOOL_TEST_LATE",)) == "late value"
     assert p.apply(_cwd) == str(tmp_path)
+    assert p.apply(_environ) == dict(os.environ)
+
+
+@pytest.mark.timeout(30)
+def test_a_process_gets_the_whole_environment_unchanged_or_changed(monkeypatch):
+    for change in (None, ("GOPOOL_TEST_LATE", "late"), ("PATH", None)):
+        if change is not None:
+            name, value = change
+            if value is None:
+                monkeypatch.delenv(name)
+            else:
+                monkeypatch.setenv(name, value)
+        with gopool.Pool(1) as p:
+            assert p.apply(_environ) == dict(os.environ)
+        queue = gopool.SimpleQueue()
+        child = gopool.Process(target=_put_environ, args=(queue,))
+        child.start()
+        assert queue.get() == dict(os.environ)
+        child.join(10)
 
 
 @pytest.mark.timeout(30)
@@ -110,6 +137,31 @@ def test_a_new_process_writes_to_the_parents_stdout_of_now(tmp_path):
     assert run.returncode == 0, run.stderr
     assert "before" in run.stdout
     assert out.read_text().split() == ["from", "a", "worker", "from", "a", "child"]
+
+
+@pytest.mark.timeout(60)
+def test_a_program_that_never_changes_its_environment_passes_it_whole():
+    # Outside pytest (which changes PYTEST_CURRENT_TEST) the parent's
+    # environment is the zygote's own: children keep the one they forked with.
+    code = textwrap.dedent("""
+        import os, gopool
+        def environ(_=None):
+            return dict(os.environ)
+        if __name__ == "__main__":
+            with gopool.Pool(1) as p:
+                same = [p.apply(environ) == dict(os.environ) for _ in range(2)]
+            q = gopool.SimpleQueue()
+            child = gopool.Process(target=lambda: q.put(environ()))
+            child.start()
+            same.append(q.get() == dict(os.environ))
+            child.join()
+            print(same, child.exitcode)
+    """)
+    env = dict(os.environ, GOPOOL_TEST_MARK="\u00e9t\u00e9 = x")
+    env.pop("PYTEST_CURRENT_TEST", None)
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=50, env=env)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split() == ["[True,", "True,", "True]", "0"]
 
 
 @pytest.mark.timeout(60)

@@ -16,6 +16,8 @@ children die with it.
 from __future__ import annotations
 
 import atexit
+import fcntl
+import gc
 import importlib
 import os
 import select
@@ -24,7 +26,7 @@ import socket
 import struct
 import sys
 import traceback
-from typing import List, Union
+from typing import List, Optional, Union
 
 from gopool import _channel, _serialize
 
@@ -52,8 +54,14 @@ _PRELOAD = ["gopool._child", "gopool.process", "gopool.queues", "gopool.synchron
             "cloudpickle"]
 
 
+_own_environment: List[str] = []
+
+
 def main() -> None:
     from gopool import _worker  # noqa: F401  (what every pool worker needs)
+
+    global _own_environment
+    _own_environment = [f"{name}={value}" for name, value in os.environ.items()]
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET, fileno=SOCKET_FD)
@@ -66,6 +74,10 @@ def main() -> None:
         ready = select.select(watched, [], [], 0 if preload else None)[0]
         if not ready and preload:
             _preload(preload.pop(0))
+            if not preload:
+                # Its objects are the children's too: the children's
+                # collections leave them alone, so their pages stay shared.
+                gc.freeze()
             continue
         if wake_r in ready:
             while True:
@@ -114,9 +126,11 @@ def _fork(sock: socket.socket, wake_r: int, wake_w: int, message: bytes, fds: Li
             raise ValueError(f"bad request (kind {kind}, {len(fds)} descriptors)")
         entry, directory, *env = (bytes(part).decode("utf-8", "surrogateescape")
                                    for part in _serialize.unpack(memoryview(message)[_FORK_HEADER.size:]))
+        # Most often the parent's environment is the zygote's own: the child
+        # then keeps it, and no page of os.environ is copied or rewritten.
         pid = os.fork()
         if pid == 0:
-            _run_child(entry, directory, env, fds, pgid)
+            _run_child(entry, directory, None if env == _own_environment else env, fds, pgid)
         try:
             os.setpgid(pid, pgid or pid)  # as the child does: whichever runs first
         except OSError:
@@ -133,7 +147,7 @@ def _fork(sock: socket.socket, wake_r: int, wake_w: int, message: bytes, fds: Li
             os.close(fd)
 
 
-def _run_child(entry: str, directory: str, env: List[str], fds: List[int], pgid: int) -> None:
+def _run_child(entry: str, directory: str, env: Optional[List[str]], fds: List[int], pgid: int) -> None:
     """In the forked child: become the requested process, run entry, exit."""
     code = 1
     try:
@@ -147,8 +161,8 @@ def _run_child(entry: str, directory: str, env: List[str], fds: List[int], pgid:
         os.setpgid(0, pgid)
         _place_fds(fds)
         os.chdir(directory)
-        os.environ.clear()
-        os.environ.update((name, value) for name, _, value in (kv.partition("=") for kv in env if "=" in kv))
+        if env is not None:
+            _set_environment(env)
         code = _run(entry)
     except BaseException:
         traceback.print_exc()
@@ -156,11 +170,15 @@ def _run_child(entry: str, directory: str, env: List[str], fds: List[int], pgid:
         os._exit(code)
 
 
+def _set_environment(env: List[str]) -> None:
+    """Make os.environ the parent's."""
+    os.environ.clear()
+    os.environ.update((name, value) for name, _, value in (kv.partition("=") for kv in env if "=" in kv))
+
+
 def _place_fds(fds: List[int]) -> None:
     """Give the child its descriptors: all but the last three as 3, 4, ...,
     the last three as stdin, stdout and stderr; close every other."""
-    import fcntl
-
     # First out of the way of the targets, then into place.
     moved = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3 + len(fds)) for fd in fds]
     *own, stdin, stdout, stderr = moved

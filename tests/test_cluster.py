@@ -715,7 +715,7 @@ def test_raising_callback_does_not_hang_the_pool(cpool):
 
 @pytest.mark.timeout(120)
 def test_unchanged_program_runs_on_the_cluster_through_the_environment_and_ctrl_c_stops_it(tmp_path):
-    env = dict(os.environ, GOPOOL_CLUSTER="dask:local", PYTHONPATH=HERE)
+    env = dict(os.environ, GOPOOL_CLUSTER="dask:local", PYTHONPATH=HERE, PYTHONFAULTHANDLER="1")
     proc = subprocess.Popen([sys.executable, os.path.join(HERE, "helpers", "cluster_program.py"), str(tmp_path)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=HERE)
     try:
@@ -729,7 +729,12 @@ def test_unchanged_program_runs_on_the_cluster_through_the_environment_and_ctrl_
         assert any("spawn_main" in a for a in ancestors)
         tree = [c.pid for c in psutil.Process(proc.pid).children(recursive=True)]
         proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=30)
+        try:
+            out, err = proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGABRT)  # faulthandler prints every thread's stack
+            out, err = proc.communicate(timeout=30)
+            pytest.fail(f"the program did not end within 30 s of SIGINT; its output:\n{out}\n{err[-8000:]}")
         assert "KeyboardInterrupt" in out
         assert wait_pids_gone(tree, timeout=10) == []
         assert not any(name.startswith("finished") for name in os.listdir(tmp_path))
@@ -777,3 +782,16 @@ def test_gopool_queue_cannot_be_an_initializer_argument_on_a_cluster(client):
     q = gopool.Queue()
     with pytest.raises(RuntimeError, match="inheritance"):
         Pool(1, cluster=client, initializer=tasks.set_global, initargs=(q,))
+
+
+@pytest.mark.timeout(120)
+def test_map_async_of_one_item_with_callbacks(cpool):
+    """The job is sealed after its only chunk was delivered (CPython's
+    test_map_async_callbacks, found on ThreadPool): the callback must still
+    run and wait() return."""
+    for _ in range(10):
+        calls = []
+        result = cpool.map_async(int, ["1"], callback=calls.append, error_callback=calls.append)
+        result.wait(30)
+        assert result.ready()
+        assert calls == [[1]]

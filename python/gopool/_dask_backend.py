@@ -21,7 +21,6 @@ ever made while holding it: the event loop takes it to store replies.
 from __future__ import annotations
 
 import atexit
-import itertools
 import os
 import pickle
 import statistics
@@ -31,13 +30,13 @@ import types
 import uuid
 import warnings
 import weakref
-from collections import deque
-from typing import Any, Callable, Deque, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 from gopool import _serialize as ser
 from gopool import _wire
-from gopool._backend import NO_LIMITS, ClusterWorkerRow, Entry, JobEntries, TimeLimits
-from gopool._errors import CancelledError, PoolTerminatedError, TimeoutError, WorkerLostError, describe_exit
+from gopool._backend import NO_LIMITS, ClusterWorkerRow, Entry, TimeLimits
+from gopool._errors import CancelledError, TimeoutError, WorkerLostError, describe_exit
+from gopool._jobs import CLOSE, TERMINATE, PythonJobs, Stored, cancelled, terminated
 from gopool._process_backend import FunctionEncoder, decode_outcome
 from gopool.cluster import ClusterError, Dask, ShortChunkWarning
 
@@ -78,23 +77,6 @@ def _import_distributed() -> types.ModuleType:
     return _distributed
 
 
-class _Job:
-    __slots__ = ("notify", "sealed", "submitted", "finished", "ready", "lent", "acked", "announced")
-
-    def __init__(self, notify: bool):
-        self.notify = notify
-        self.sealed = False
-        self.submitted = 0
-        self.finished = 0
-        self.ready: List[Tuple[int, Any]] = []  # (index, raw outcome), not yet acknowledged
-        self.lent = 0
-        self.acked = 0
-        self.announced = False
-
-    def complete(self) -> bool:
-        return self.sealed and self.finished == self.submitted
-
-
 class _Flight:
     """A task submitted to Dask and not yet answered."""
 
@@ -119,11 +101,9 @@ class _Failure:
         self.error = error
 
 
-RUN, CLOSE, TERMINATE = "RUN", "CLOSE", "TERMINATE"
-
-
-class DaskBackend:
-    """A pool's tasks run by gopool agents on a Dask cluster."""
+class DaskBackend(PythonJobs):
+    """A pool's tasks run by gopool agents on a Dask cluster; an outcome is
+    stored raw (the agent's reply, or a _Failure) and decoded when lent."""
 
     def __init__(self, cluster: Dask, processes: Optional[int], initializer: Optional[Callable[..., Any]],
                  initargs: Sequence[Any], maxtasksperchild: Optional[int], max_memory_per_child: Optional[int]):
@@ -146,16 +126,8 @@ class DaskBackend:
             self._close_owned()
             raise
         self.processes = processes
-        self._cond = threading.Condition()
-        self._jobs: Dict[int, _Job] = {}
-        self._job_ids = itertools.count(1)
-        self._queue: Deque[Tuple[int, int, Task, TimeLimits]] = deque()
+        super().__init__()
         self._flights: Dict[str, _Flight] = {}
-        self._notified: List[int] = []
-        self._lent_notified: List[int] = []
-        self._state = RUN
-        self._open = 0
-        self._broken: Optional[BaseException] = None
         self._timings: List[Tuple[float, float]] = []  # (seconds on the node, round trip)
         self._warning: Optional[str] = None  # the short-chunk warning, once due
         self._warned = False
@@ -232,124 +204,23 @@ class DaskBackend:
 
     # -- jobs ----------------------------------------------------------------
 
-    def submit(self, job_id: int, tasks: Sequence[Task], *, seal: bool, notify: bool = False,
+    def _failed(self, error: BaseException) -> _Failure:
+        return _Failure(error)
+
+    def _entries(self, lent: List[Stored]) -> List[Entry]:
+        return [(index, *self._decode(raw)) for index, raw in lent]
+
+    def _queue_item(self, job_id: int, index: int, task: Any, limits: TimeLimits) -> Tuple[Any, ...]:
+        return (job_id, index, task, limits)
+
+    def submit(self, job_id: int, tasks: Sequence[Any], *, seal: bool, notify: bool = False,
                limits: TimeLimits = NO_LIMITS) -> int:
         self._warn_if_due()
-        with self._cond:
-            if job_id == 0:
-                job_id = next(self._job_ids)
-                self._jobs[job_id] = _Job(notify)
-                self._open += 1
-            job = self._jobs.get(job_id)
-            if job is None or job.sealed:
-                raise ValueError(f"job {job_id} is sealed or unknown")
-            for task in tasks:
-                index = job.submitted
-                job.submitted += 1
-                if self._state == TERMINATE:
-                    self._finish_locked(job_id, index, _Failure(_terminated()))
-                elif self._broken is not None:
-                    self._finish_locked(job_id, index, _Failure(self._broken))
-                else:
-                    self._queue.append((job_id, index, task, limits))
-            if seal:
-                self._seal_locked(job_id, job)
-            self._cond.notify_all()
-            return job_id
-
-    def _seal_locked(self, job_id: int, job: _Job) -> None:
-        if not job.sealed:
-            job.sealed = True
-            self._open -= 1
-            self._progressed_locked(job_id, job)
-
-    def _finish_locked(self, job_id: int, index: int, raw: Any) -> None:
-        job = self._jobs.get(job_id)
-        if job is None:
-            return  # discarded
-        job.finished += 1
-        job.ready.append((index, raw))
-        self._progressed_locked(job_id, job)
-
-    def _progressed_locked(self, job_id: int, job: _Job) -> None:
-        if job.notify and not job.announced and (job.ready or job.complete()):
-            job.announced = True
-            self._notified.append(job_id)
-        self._cond.notify_all()
-
-    def run(self, task: Task, limits: TimeLimits = NO_LIMITS) -> Tuple[int, List[Entry], bool]:
-        job_id = self.submit(0, (task,), seal=True, limits=limits)
-        entries, done = self.collect(job_id, 0, 100)
-        return job_id, entries, done
+        return super().submit(job_id, tasks, seal=seal, notify=notify, limits=limits)
 
     def collect(self, job_id: int, handled: int, timeout_ms: int) -> Tuple[List[Entry], bool]:
         self._warn_if_due()
-        with self._cond:
-            job = self._jobs.get(job_id)
-            if job is not None:
-                self._ack_locked(job_id, job, handled)
-            job = self._jobs.get(job_id)
-            if job is None:
-                raise KeyError(f"unknown job {job_id}")
-            if not job.ready and not job.complete() and timeout_ms > 0:
-                self._cond.wait(timeout_ms / 1000)
-            raw, done = self._lend_locked(job_id, job)
-        return [(index, *self._decode(outcome)) for index, outcome in raw], done
-
-    def _lend_locked(self, job_id: int, job: _Job) -> Tuple[List[Tuple[int, Any]], bool]:
-        job.lent = len(job.ready)
-        done = job.complete()
-        if done and not job.ready:
-            del self._jobs[job_id]
-        return list(job.ready), done
-
-    def _ack_locked(self, job_id: int, job: _Job, handled: int) -> None:
-        n = max(0, min(handled - job.acked, job.lent))
-        del job.ready[:n]
-        job.acked += n
-        job.lent -= n
-        if not job.ready and job.complete():
-            self._jobs.pop(job_id, None)
-
-    def ack(self, job_id: int, handled: int) -> None:
-        with self._cond:
-            job = self._jobs.get(job_id)
-            if job is not None:
-                self._ack_locked(job_id, job, handled)
-
-    def collect_notified(self, ack: bool, timeout_ms: int) -> List[JobEntries]:
-        with self._cond:
-            for job_id in self._lent_notified:
-                job = self._jobs.get(job_id)
-                if job is not None:
-                    if ack:
-                        self._ack_locked(job_id, job, job.acked + job.lent)
-                    job.lent = 0
-            self._lent_notified = []
-            if not self._notified and timeout_ms > 0:
-                self._cond.wait(timeout_ms / 1000)
-            lent = []
-            for job_id in self._notified:
-                job = self._jobs.get(job_id)
-                if job is None:
-                    continue
-                job.announced = False
-                raw, done = self._lend_locked(job_id, job)
-                lent.append((job_id, raw, done))
-                self._lent_notified.append(job_id)
-            self._notified = []
-        return [(job_id, [(i, *self._decode(o)) for i, o in raw], done) for job_id, raw, done in lent]
-
-    def notify(self, job_id: int, handled: int) -> None:
-        with self._cond:
-            job = self._jobs.get(job_id)
-            if job is None:
-                raise KeyError(f"unknown job {job_id}")
-            self._ack_locked(job_id, job, handled)
-            if job_id in self._jobs:
-                job.lent = 0
-                job.notify = True
-                self._progressed_locked(job_id, job)
+        return super().collect(job_id, handled, timeout_ms)
 
     def cancel(self, job_id: int) -> int:
         """Cancel a job: its queued tasks never run; a submitted one is
@@ -358,50 +229,30 @@ class DaskBackend:
             job = self._jobs.get(job_id)
             if job is None:
                 return 0
-            cancelled = 0
-            for item in [item for item in self._queue if item[0] == job_id]:
-                self._queue.remove(item)
-                self._finish_locked(job_id, item[1], _Failure(_cancelled()))
-                cancelled += 1
+            count = self._cancel_queued_locked(job_id, cancelled)
             for flight in self._flights.values():
                 if flight.job == job_id and not flight.done:
                     flight.done = flight.cancel = True
-                    self._finish_locked(job_id, flight.index, _Failure(_cancelled()))
-                    cancelled += 1
+                    self._finish_locked(job_id, flight.index, _Failure(cancelled()))
+                    count += 1
             self._seal_locked(job_id, job)
             self._cond.notify_all()
-        return cancelled
-
-    def discard(self, job_id: int) -> None:
-        with self._cond:
-            job = self._jobs.pop(job_id, None)
-            if job is not None and not job.sealed:
-                job.sealed = True
-                self._open -= 1
-            self._cond.notify_all()
+        return count
 
     # -- life cycle ----------------------------------------------------------
-
-    def close(self) -> None:
-        with self._cond:
-            if self._state == RUN:
-                self._state = CLOSE
-            self._cond.notify_all()
 
     def terminate(self) -> None:
         with self._cond:
             if self._state == TERMINATE:
                 return
             self._state = TERMINATE
-            self._fail_everything_locked(_terminated)
+            self._fail_everything_locked(terminated)
             for job_id, job in list(self._jobs.items()):
                 self._seal_locked(job_id, job)
             self._cond.notify_all()
 
     def _fail_everything_locked(self, error: Callable[[], BaseException]) -> None:
-        while self._queue:
-            job_id, index, _, _ = self._queue.popleft()
-            self._finish_locked(job_id, index, _Failure(error()))
+        self._fail_queued_locked(error)
         for flight in self._flights.values():
             if not flight.done:
                 flight.done = flight.cancel = True
@@ -435,10 +286,6 @@ class DaskBackend:
                 rows.extend(tuple(row) for row in reply)
         return rows
 
-    def queued(self) -> int:
-        with self._cond:
-            return len(self._queue)
-
     # -- the dispatcher --------------------------------------------------------
 
     def _dispatch(self) -> None:
@@ -453,7 +300,7 @@ class DaskBackend:
                     while True:
                         to_send = []
                         room = self.processes - len(self._flights)
-                        while room > 0 and self._queue and self._state != TERMINATE and self._broken is None:
+                        while room > 0 and self._queue and self._state != TERMINATE and self._failure is None:
                             job_id, index, task, limits = self._queue.popleft()
                             flight = _Flight(job_id, index)
                             self._flights[f"{self._key}-{job_id}-{index}"] = flight
@@ -476,8 +323,8 @@ class DaskBackend:
                     break
         except BaseException as exc:  # the client broke: nothing more can run
             with self._cond:
-                broken = self._broken or ClusterError(f"the cluster pool's dispatcher failed: {exc!r}")
-                self._broken = broken
+                broken = self._failure or ClusterError(f"the cluster pool's dispatcher failed: {exc!r}")
+                self._failure = broken
                 self._fail_everything_locked(lambda: broken)
         self._release_cluster()
 
@@ -553,8 +400,8 @@ class DaskBackend:
                 f"before the task finished ({exc})"
             )
             with self._cond:
-                if self._broken is None:
-                    self._broken = broken
+                if self._failure is None:
+                    self._failure = broken
                     self._fail_everything_locked(lambda: broken)
             return _Failure(broken)
         error = ClusterError(f"the Dask task failed on the cluster: {exc!r}")
@@ -570,7 +417,7 @@ class DaskBackend:
             futures = [f.future for f in self._flights.values() if f.future is not None]
         if futures:
             self._cancel_futures(futures)
-        if self._broken is None:
+        if self._failure is None:
             try:
                 self.client.run(_dask_agent.release, self._key, on_error="ignore")
             except Exception:
@@ -598,7 +445,7 @@ class DaskBackend:
             return False, TimeoutError(
                 f"the task exceeded its time limit; its worker (pid {pid} on host {host}) was killed")
         if status == STATUS_POOL_RELEASED:
-            return False, _terminated()
+            return False, terminated()
         return decode_outcome(status, pid, exitcode, payload)
 
     def _time(self, reply: ser.BytesLike, round_trip: float) -> None:
@@ -701,11 +548,3 @@ def _in_event_loop(client: Any) -> bool:
     except RuntimeError:
         return False
     return loop is not None and getattr(loop, "asyncio_loop", None) is running
-
-
-def _terminated() -> PoolTerminatedError:
-    return PoolTerminatedError("the pool was terminated before the task finished")
-
-
-def _cancelled() -> CancelledError:
-    return CancelledError("the task was cancelled")

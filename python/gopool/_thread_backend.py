@@ -12,19 +12,16 @@ runs to its end; ``join()`` waits for it, as the stdlib's does.
 from __future__ import annotations
 
 import ctypes
-import itertools
 import threading
-from collections import deque
-from typing import Any, Callable, Deque, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 from multiprocessing.dummy import DummyProcess
 
 from gopool import _serialize as ser
-from gopool._backend import NO_LIMITS, Entry, JobEntries, TimeLimits, WorkerRow
+from gopool._backend import NO_LIMITS, Entry, TimeLimits, WorkerRow
 from gopool._binding import SLICE_MS
-from gopool._errors import CancelledError, PoolTerminatedError, WorkerLostError
-
-RUN, CLOSE, TERMINATE = "RUN", "CLOSE", "TERMINATE"
+from gopool._errors import WorkerLostError
+from gopool._jobs import CLOSE, TERMINATE, PythonJobs, Stored, cancelled, terminated
 
 INTERRUPT_GRACE = 0.1
 
@@ -44,34 +41,13 @@ class _Cancel(BaseException):
     goes on with the next task."""
 
 
-class _Job:
-    __slots__ = ("notify", "sealed", "submitted", "finished", "ready", "lent", "acked", "announced")
+class ThreadBackend(PythonJobs):
+    """Tasks run by worker threads; an outcome is stored as (ok, value)."""
 
-    def __init__(self, notify: bool):
-        self.notify = notify
-        self.sealed = False
-        self.submitted = 0
-        self.finished = 0
-        self.ready: List[Entry] = []  # finished, not yet acknowledged
-        self.lent = 0  # the first lent of ready were lent by collect
-        self.acked = 0  # results acknowledged so far
-        self.announced = False  # in the notified list
+    RUN_WAIT_MS = SLICE_MS
 
-    def complete(self) -> bool:
-        return self.sealed and self.finished == self.submitted
-
-
-class ThreadBackend:
     def __init__(self, threads: int, initializer: Optional[Callable[..., Any]], initargs: Sequence[Any]):
-        self._cond = threading.Condition()
-        self._queue: Deque[_Queued] = deque()
-        self._jobs: Dict[int, _Job] = {}
-        self._job_ids = itertools.count(1)
-        self._notified: List[int] = []  # notify jobs with news
-        self._lent_notified: List[int] = []
-        self._state = RUN
-        self._open = 0
-        self._failure: Optional[BaseException] = None
+        super().__init__()
         self._running: Dict[threading.Thread, _Queued] = {}
         self._initializer = initializer
         self._initargs = tuple(initargs)
@@ -92,7 +68,8 @@ class ThreadBackend:
             with self._cond:
                 if self._failure is None:
                     self._failure = exc
-                self._fail_queued_locked(False, exc)
+                failure = self._failure
+                self._fail_queued_locked(lambda: failure)
                 self._cond.notify_all()
             return
         me = threading.current_thread()
@@ -127,7 +104,7 @@ class ThreadBackend:
             # Not in _running any more means cancel() or terminate() has
             # already recorded this task's outcome.
             if self._running.pop(me, None) is not None:
-                self._finish_locked(job, index, *outcome)
+                self._finish_locked(job, index, outcome)
         return True
 
     def _recover_from_interrupt(self, me: threading.Thread) -> None:
@@ -154,26 +131,13 @@ class ThreadBackend:
                     return None
                 self._cond.wait()
 
-    def _finish_locked(self, job_id: int, index: int, ok: bool, value: Any) -> None:
-        job = self._jobs.get(job_id)
-        if job is None:
-            return  # discarded, or already failed by terminate()
-        job.finished += 1
-        job.ready.append((index, ok, value))
-        self._progressed_locked(job_id, job)
-
-    def _progressed_locked(self, job_id: int, job: _Job) -> None:
-        if job.notify and not job.announced and (job.ready or job.complete()):
-            job.announced = True
-            self._notified.append(job_id)
-        self._cond.notify_all()
-
-    def _fail_queued_locked(self, ok: bool, value: Any) -> None:
-        while self._queue:
-            job, index, _ = self._queue.popleft()
-            self._finish_locked(job, index, ok, value)
-
     # -- the backend interface ---------------------------------------------
+
+    def _failed(self, error: BaseException) -> Tuple[bool, Any]:
+        return (False, error)
+
+    def _entries(self, lent: List[Stored]) -> List[Entry]:
+        return [(index, ok, value) for index, (ok, value) in lent]
 
     def encode(self, func: Callable[..., Any], args: Any, kwds: Any, mode: int) -> Task:
         return (func, args, kwds, mode)
@@ -181,114 +145,14 @@ class ThreadBackend:
     def iter_encode(self, func: Callable[..., Any], arg_list: Iterable[Any], mode: int) -> Iterator[Task]:
         return ((func, args, None, mode) for args in arg_list)
 
-    def submit(self, job_id: int, tasks: Sequence[Task], *, seal: bool, notify: bool = False,
+    def submit(self, job_id: int, tasks: Sequence[Any], *, seal: bool, notify: bool = False,
                limits: TimeLimits = NO_LIMITS) -> int:
         if limits != NO_LIMITS:
             raise ValueError(
                 "ThreadPool does not support per-task time limits: a thread cannot be "
                 "stopped reliably; use Pool"
             )
-        with self._cond:
-            if job_id == 0:
-                job_id = next(self._job_ids)
-                self._jobs[job_id] = _Job(notify)
-                self._open += 1
-            job = self._jobs.get(job_id)
-            if job is None or job.sealed:
-                raise ValueError(f"job {job_id} is sealed or unknown")
-            for task in tasks:
-                index = job.submitted
-                job.submitted += 1
-                if self._state == TERMINATE:
-                    self._finish_locked(job_id, index, False, _terminated())
-                elif self._failure is not None:
-                    self._finish_locked(job_id, index, False, self._failure)
-                else:
-                    self._queue.append((job_id, index, task))
-            if seal:
-                self._seal_locked(job_id, job)
-            self._cond.notify_all()
-            return job_id
-
-    def _seal_locked(self, job_id: int, job: _Job) -> None:
-        if not job.sealed:
-            job.sealed = True
-            self._open -= 1
-            self._progressed_locked(job_id, job)
-
-    def run(self, task: Task, limits: TimeLimits = NO_LIMITS) -> Tuple[int, List[Entry], bool]:
-        job_id = self.submit(0, (task,), seal=True, limits=limits)
-        entries, done = self.collect(job_id, 0, SLICE_MS)
-        return job_id, entries, done
-
-    def collect(self, job_id: int, handled: int, timeout_ms: int) -> Tuple[List[Entry], bool]:
-        with self._cond:
-            job = self._jobs.get(job_id)
-            if job is not None:
-                self._ack_locked(job_id, job, handled)
-            job = self._jobs.get(job_id)
-            if job is None:
-                raise KeyError(f"unknown job {job_id}")
-            if not job.ready and not job.complete() and timeout_ms > 0:
-                self._cond.wait(timeout_ms / 1000)
-            return self._lend_locked(job_id, job)
-
-    def _lend_locked(self, job_id: int, job: _Job) -> Tuple[List[Entry], bool]:
-        job.lent = len(job.ready)
-        done = job.complete()
-        if done and not job.ready:
-            del self._jobs[job_id]
-        return list(job.ready), done
-
-    def _ack_locked(self, job_id: int, job: _Job, handled: int) -> None:
-        n = max(0, min(handled - job.acked, job.lent))
-        del job.ready[:n]
-        job.acked += n
-        job.lent -= n
-        # A job with news announced (sealed since its results were lent)
-        # is forgotten once the callback thread has collected that news.
-        if not job.ready and job.complete() and not job.announced:
-            self._jobs.pop(job_id, None)
-
-    def ack(self, job_id: int, handled: int) -> None:
-        with self._cond:
-            job = self._jobs.get(job_id)
-            if job is not None:
-                self._ack_locked(job_id, job, handled)
-
-    def collect_notified(self, ack: bool, timeout_ms: int) -> List[JobEntries]:
-        with self._cond:
-            for job_id in self._lent_notified:
-                job = self._jobs.get(job_id)
-                if job is not None:
-                    if ack:
-                        self._ack_locked(job_id, job, job.acked + job.lent)
-                    job.lent = 0
-            self._lent_notified = []
-            if not self._notified and timeout_ms > 0:
-                self._cond.wait(timeout_ms / 1000)
-            out = []
-            for job_id in self._notified:
-                job = self._jobs.get(job_id)
-                if job is None:
-                    continue
-                job.announced = False
-                entries, done = self._lend_locked(job_id, job)
-                out.append((job_id, entries, done))
-                self._lent_notified.append(job_id)
-            self._notified = []
-            return out
-
-    def notify(self, job_id: int, handled: int) -> None:
-        with self._cond:
-            job = self._jobs.get(job_id)
-            if job is None:
-                raise KeyError(f"unknown job {job_id}")
-            self._ack_locked(job_id, job, handled)
-            if job_id in self._jobs:  # else every result was handled: it completes where it was
-                job.lent = 0
-                job.notify = True
-                self._progressed_locked(job_id, job)
+        return super().submit(job_id, tasks, seal=seal, notify=notify)
 
     def cancel(self, job_id: int) -> int:
         """Cancel a job: its queued tasks never run; a running one that
@@ -297,46 +161,28 @@ class ThreadBackend:
             job = self._jobs.get(job_id)
             if job is None:
                 return 0
-            cancelled = 0
-            for item in [item for item in self._queue if item[0] == job_id]:
-                self._queue.remove(item)
-                self._finish_locked(job_id, item[1], False, _cancelled())
-                cancelled += 1
+            count = self._cancel_queued_locked(job_id, cancelled)
             interrupted = []
             for thread, (running_job, index, _) in list(self._running.items()):
                 if running_job == job_id:
                     del self._running[thread]
-                    self._finish_locked(job_id, index, False, _cancelled())
+                    self._finish_locked(job_id, index, self._failed(cancelled()))
                     _raise_in_thread(thread, _Cancel)
                     interrupted.append(thread)
-                    cancelled += 1
+                    count += 1
             self._seal_locked(job_id, job)
         _withdraw_later(interrupted)
-        return cancelled
-
-    def discard(self, job_id: int) -> None:
-        with self._cond:
-            job = self._jobs.pop(job_id, None)
-            if job is not None and not job.sealed:
-                job.sealed = True
-                self._open -= 1
-                self._cond.notify_all()
-
-    def close(self) -> None:
-        with self._cond:
-            if self._state == RUN:
-                self._state = CLOSE
-            self._cond.notify_all()
+        return count
 
     def terminate(self) -> None:
         with self._cond:
             if self._state == TERMINATE:
                 return
             self._state = TERMINATE
-            self._fail_queued_locked(False, _terminated())
+            self._fail_queued_locked(terminated)
             interrupted = list(self._running)
             for thread, (job_id, index, _) in self._running.items():
-                self._finish_locked(job_id, index, False, _terminated())
+                self._finish_locked(job_id, index, self._failed(terminated()))
                 _raise_in_thread(thread, _Stop)
             self._running.clear()
             for job_id, job in list(self._jobs.items()):
@@ -366,20 +212,11 @@ class ThreadBackend:
             if t.is_alive()
         ]
 
-    def queued(self) -> int:
-        with self._cond:
-            return len(self._queue)
-
-
 def _lost_to(exc: BaseException) -> WorkerLostError:
     exitcode = exc.code if isinstance(exc, SystemExit) and isinstance(exc.code, int) else None
     lost = WorkerLostError(f"the task raised {exc!r} in its worker thread", None, exitcode)
     lost.__cause__ = exc
     return lost
-
-
-def _terminated() -> PoolTerminatedError:
-    return PoolTerminatedError("the pool was terminated before the task finished")
 
 
 def _raise_in_thread(thread: threading.Thread, exc_type: type) -> None:
@@ -392,10 +229,6 @@ def _withdraw_later(threads: List[threading.Thread]) -> None:
         withdraw = threading.Timer(INTERRUPT_GRACE, _withdraw_interrupts, (threads,))
         withdraw.daemon = True
         withdraw.start()
-
-
-def _cancelled() -> CancelledError:
-    return CancelledError("the task was cancelled")
 
 
 def _withdraw_interrupts(threads: List[threading.Thread]) -> None:

@@ -62,6 +62,7 @@ type zygote struct {
 	cmu      sync.Mutex
 	children map[int]*process
 	dead     bool
+	served   bool // it forked a child at least once
 }
 
 type zygoteReply struct {
@@ -78,6 +79,11 @@ var zygotes struct {
 // errZygoteDead means the zygote is gone; a new one is started on the next
 // request.
 var errZygoteDead = errors.New("zygote: it exited")
+
+// errZygoteUnusable means the zygote of this command died before it forked
+// anything (it cannot start here): processes are started directly from then
+// on, instead of starting a zygote again for each.
+var errZygoteUnusable = errors.New("zygote: it ended before it started a process")
 
 // startViaZygote starts a process for spec through its zygote, starting
 // the zygote first if needed.
@@ -99,8 +105,14 @@ func zygoteFor(spec WorkerSpec) (*zygote, error) {
 	key := strings.Join(spec.Zygote, "\x00")
 	zygotes.mu.Lock()
 	defer zygotes.mu.Unlock()
-	if z := zygotes.m[key]; z != nil && !z.isDead() {
-		return z, nil
+	if z := zygotes.m[key]; z != nil {
+		dead, served := z.status()
+		if !dead {
+			return z, nil
+		}
+		if !served {
+			return nil, errZygoteUnusable
+		}
 	}
 	z, err := startZygote(key, spec)
 	if err != nil {
@@ -135,9 +147,14 @@ func startZygote(key string, spec WorkerSpec) (*zygote, error) {
 }
 
 func (z *zygote) isDead() bool {
+	dead, _ := z.status()
+	return dead
+}
+
+func (z *zygote) status() (dead, served bool) {
 	z.cmu.Lock()
 	defer z.cmu.Unlock()
-	return z.dead
+	return z.dead, z.served
 }
 
 // fork asks the zygote for a process.
@@ -237,6 +254,7 @@ func (z *zygote) handle(msg, oob []byte) bool {
 		proc := &process{pid: int(int64(le.Uint64(msg[9:]))), pidfd: fds[0], exited: make(chan struct{})}
 		z.cmu.Lock()
 		z.children[proc.pid] = proc
+		z.served = true
 		z.cmu.Unlock()
 		z.replies <- zygoteReply{id: le.Uint64(msg[1:]), proc: proc}
 		return true
@@ -273,7 +291,11 @@ func (z *zygote) died() {
 	case z.replies <- zygoteReply{err: errZygoteDead}:
 	default:
 	}
+	// Not while a request is being sent: its descriptor number could be
+	// reused by then. The request in flight, if any, has its answer above.
+	z.mu.Lock()
 	z.sock.Close()
+	z.mu.Unlock()
 	<-z.self.exited
 	for _, proc := range children {
 		go func(proc *process) {

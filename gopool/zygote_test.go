@@ -3,6 +3,7 @@ package gopool
 import (
 	"encoding/binary"
 	"os"
+	"path/filepath"
 	"syscall"
 	"testing"
 	"time"
@@ -189,5 +190,25 @@ func TestBrokenZygoteFallsBackToExec(t *testing.T) {
 	p := newTestPoolWith(t, Options{Workers: 1, Spec: WorkerSpec{Zygote: []string{"/nonexistent/zygote"}, Entry: "worker"}})
 	if r := collectAll(t, p, submit(t, p, "echo:direct"))[0]; string(r.Payload) != "direct" {
 		t.Fatalf("got %v %q", r.Status, r.Payload)
+	}
+}
+
+// A zygote that ends before it starts anything is started once, not again
+// for every process: the rest start directly.
+func TestZygoteThatCannotStartIsNotRetriedForEveryProcess(t *testing.T) {
+	starts := filepath.Join(t.TempDir(), "starts")
+	zygote := []string{"/bin/sh", "-c", "echo x >> " + starts}
+	p := newTestPoolWith(t, Options{Workers: 3, Spec: WorkerSpec{Zygote: zygote, Entry: "worker"}})
+	if r := collectAll(t, p, submit(t, p, "echo:direct"))[0]; string(r.Payload) != "direct" {
+		t.Fatalf("got %v %q", r.Status, r.Payload)
+	}
+	for i := 0; i < 3; i++ {
+		if r := collectAll(t, p, submit(t, p, "kill"))[0]; r.Status != StatusWorkerLost {
+			t.Fatalf("kill: %v", r.Status)
+		}
+	}
+	collectAll(t, p, submit(t, p, "echo:again"))
+	if got, _ := os.ReadFile(starts); string(got) != "x\n" {
+		t.Fatalf("the zygote was started %d times", len(got)/2)
 	}
 }

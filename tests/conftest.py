@@ -4,12 +4,19 @@ The pools are small (the machine may have two cores shared with other
 work) and every fixture terminates and joins its pool, whatever the test did.
 """
 
+import signal
 import sys
 
 import pytest
 
 # Cluster mode runs on Dask, which needs Python 3.10 or later.
 collect_ignore = ["test_cluster.py"] if sys.version_info < (3, 10) else []
+
+# Started from a shell's background job, the suite inherits SIGINT ignored,
+# and Python then installs no KeyboardInterrupt handler: the tests that
+# interrupt a wait, and the programs they start, need the usual one.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def _stop(pool):

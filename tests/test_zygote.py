@@ -248,3 +248,18 @@ def _child_fds(path):
     fds = tasks.open_fds()
     with open(path, "w") as f:
         f.write(repr(fds))
+
+
+@pytest.mark.timeout(30)
+def test_a_child_first_scheduled_after_its_zygote_died_ends(tmp_path):
+    # On a busy machine the parent can be killed between the zygote's fork
+    # and the child's first instruction: the child must not then run on
+    # as an orphan (it once read its new parent as the zygote).
+    marker = tmp_path / "ran"
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.abspath(__file__)))
+    run = subprocess.run([sys.executable, "-m", "helpers.zygote_orphan", str(marker)],
+                         capture_output=True, text=True, timeout=20, env=env)
+    assert run.returncode == 0, run.stderr
+    child = int(run.stdout)
+    assert not wait_pids_gone([child], timeout=10)
+    assert not marker.exists()

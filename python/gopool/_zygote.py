@@ -128,9 +128,10 @@ def _fork(sock: socket.socket, wake_r: int, wake_w: int, message: bytes, fds: Li
                                    for part in _serialize.unpack(memoryview(message)[_FORK_HEADER.size:]))
         # Most often the parent's environment is the zygote's own: the child
         # then keeps it, and no page of os.environ is copied or rewritten.
+        zygote = os.getpid()
         pid = os.fork()
         if pid == 0:
-            _run_child(entry, directory, None if env == _own_environment else env, fds, pgid)
+            _run_child(zygote, entry, directory, None if env == _own_environment else env, fds, pgid)
         try:
             os.setpgid(pid, pgid or pid)  # as the child does: whichever runs first
         except OSError:
@@ -147,14 +148,17 @@ def _fork(sock: socket.socket, wake_r: int, wake_w: int, message: bytes, fds: Li
             os.close(fd)
 
 
-def _run_child(entry: str, directory: str, env: Optional[List[str]], fds: List[int], pgid: int) -> None:
-    """In the forked child: become the requested process, run entry, exit."""
+def _run_child(zygote: int, entry: str, directory: str, env: Optional[List[str]], fds: List[int],
+               pgid: int) -> None:
+    """In the forked child of the process zygote: become the requested
+    process, run entry, exit."""
     code = 1
     try:
-        zygote = os.getppid()
         _channel.set_parent_death_signal(signal.SIGKILL)
         if os.getppid() != zygote:
-            os._exit(1)  # the zygote died before the death signal was set
+            # The zygote died before the death signal was set (even before
+            # this child first ran, on a busy machine): no orphan.
+            os._exit(1)
         signal.set_wakeup_fd(-1)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.default_int_handler)

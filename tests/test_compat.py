@@ -350,6 +350,29 @@ def test_context_simple_queue_can_be_waited_on(started):
     assert q.empty()
 
 
+@pytest.mark.timeout(30)
+def test_context_simple_queue_is_ready_exactly_when_an_item_is_there():
+    # A pipe rung after each put once went readable with nothing to take:
+    # a put's ring landed after a getter had taken its item and drained the
+    # pipe (CI saw wait() say ready and poll() say no), and the stdlib's
+    # executor would then block in recv() instead of watching its workers.
+    q = gopool.get_context().SimpleQueue()
+    reader = q._reader
+    q._handle.put("early", True, None)  # a producer between storing its item and announcing it
+    assert multiprocessing.connection.wait([reader], 0) == []
+    assert not reader.poll()
+    got = []
+    getter = threading.Thread(target=lambda: got.append(q.get()))
+    getter.start()
+    getter.join(0.2)
+    assert getter.is_alive(), "a get took an item not yet announced"
+    q._doorbell.announce()
+    getter.join(10)
+    assert got == ["early"]
+    assert multiprocessing.connection.wait([reader], 0) == []
+    assert q.empty()
+
+
 def test_context_simple_queue_wait_after_get_and_put():
     q = gopool.get_context().SimpleQueue()
     q.put(1)

@@ -70,8 +70,9 @@ stdlib.
 
 from __future__ import annotations
 
+import fcntl
 import os
-import time
+import select
 import types
 import weakref
 from multiprocessing import context as _mp_context
@@ -264,16 +265,22 @@ class JoinableQueue(Queue[_T]):
 
 
 class _Doorbell:
-    """A pipe that is readable whenever a waitable SimpleQueue may hold an
-    item, so that the queue can be waited on with select() and
-    ``multiprocessing.connection.wait()`` like the stdlib's.
+    """A pipe that holds one byte per item put and not yet claimed, so that
+    a waitable SimpleQueue can be waited on with select() and
+    ``multiprocessing.connection.wait()`` like the stdlib's, and exactly:
+    the pipe is readable if and only if an item is there for the taking.
+    A put writes its byte after storing its item; a get claims a byte
+    before taking an item. (A stale "readable" would make the stdlib's
+    executor block in ``recv()`` instead of watching its workers.)
 
-    Every put rings it (writes a byte; a full pipe is readable already).
-    After every get the taker drains it, then rings it again if items are
-    left: whatever the interleaving, a queue with items has a readable pipe
-    (a readable pipe may, for a moment, stand for an item another process
-    has just taken).
+    The pipe holds up to 1 MiB of bytes where the system allows (64 KiB
+    otherwise): a put that finds it full waits for getters, as the stdlib's
+    SimpleQueue.put waits once its pipe is full. A process killed between
+    storing an item and writing its byte (or between claiming and taking)
+    leaves that item unannounced: it is taken by the next claim.
     """
+
+    PIPE_SIZE = 1 << 20
 
     def __init__(self, read_fd: int, write_fd: int):
         os.set_blocking(read_fd, False)
@@ -283,23 +290,37 @@ class _Doorbell:
 
     @classmethod
     def create(cls) -> "_Doorbell":
-        return cls(*os.pipe())
-
-    def ring(self) -> None:
+        read_fd, write_fd = os.pipe()
+        set_pipe_size = getattr(fcntl, "F_SETPIPE_SZ", 1031)  # Linux's value; Python 3.9 lacks the name
         try:
-            os.write(self.write_fd, b"\0")
-        except BlockingIOError:  # full: readable anyway
-            pass
+            fcntl.fcntl(write_fd, set_pipe_size, cls.PIPE_SIZE)
+        except OSError:
+            pass  # above the system's pipe-max-size: the default size
+        return cls(read_fd, write_fd)
 
-    def after_get(self, handle: QueueHandle) -> None:
-        """Drain the pipe, then ring it again if the queue still holds items."""
-        try:
-            while os.read(self.read_fd, 4096):
+    def announce(self) -> None:
+        """Announce one item (stored already)."""
+        while True:
+            try:
+                os.write(self.write_fd, b"\0")
+                return
+            except BlockingIOError:
+                select.select([], [self.write_fd], [])
+
+    def claim(self) -> None:
+        """Claim one announced item, waiting for one as long as it takes."""
+        while True:
+            try:
+                if os.read(self.read_fd, 1):
+                    return
+            except BlockingIOError:
                 pass
-        except BlockingIOError:
-            pass
-        if handle.size() > 0:
-            self.ring()
+            select.select([self.read_fd], [], [])
+
+    def announced(self, timeout: Optional[float]) -> bool:
+        """Whether an item is announced, waiting up to timeout seconds (None:
+        as long as it takes) for one."""
+        return bool(select.select([self.read_fd], [], [], timeout)[0])
 
 
 def _close_fds(*fds: int) -> None:
@@ -326,16 +347,8 @@ class _QueueReader:
     def poll(self, timeout: Optional[float] = 0.0) -> bool:
         """Whether an item can be taken, waiting up to timeout seconds (None:
         as long as it takes) for one."""
-        from multiprocessing.connection import wait
-
-        deadline = None if timeout is None else time.monotonic() + max(timeout, 0.0)
-        while True:
-            if not self._queue.empty():
-                return True
-            left = None if deadline is None else deadline - time.monotonic()
-            if left is not None and left <= 0:
-                return False
-            wait([self.fileno()], left)
+        self._queue._check_closed()
+        return self._doorbell.announced(None if timeout is None else max(timeout, 0.0))
 
     def recv(self) -> Any:
         """The next item (``SimpleQueue.get()``)."""
@@ -366,8 +379,10 @@ class SimpleQueue(_Shared[_T]):
     The SimpleQueue of a gopool context (``gopool.get_context().
     SimpleQueue()``) can also be waited on as the stdlib's can: its
     ``_reader`` has ``fileno()``, ``poll()`` and ``recv()``, which
-    ``concurrent.futures.ProcessPoolExecutor`` uses. Each of its puts and
-    gets costs a system call more.
+    ``concurrent.futures.ProcessPoolExecutor`` uses; it is ready exactly
+    when an item is there for the taking. Each of its puts and gets costs a
+    system call more, and a put waits once a million items are waiting
+    (the stdlib's waits once 64 KiB of them are).
     """
 
     def __init__(self, *, _ring_size: int = 0, _waitable: bool = False):
@@ -405,15 +420,15 @@ class SimpleQueue(_Shared[_T]):
         self._check_closed()
         self._handle.put(obj, True, None)
         if self._doorbell is not None:
-            self._doorbell.ring()
+            self._doorbell.announce()
 
     def get(self) -> _T:
         """Remove and return the oldest item, waiting for one as long as it
         takes."""
         self._check_closed()
-        item: _T = self._handle.get(True, None)
         if self._doorbell is not None:
-            self._doorbell.after_get(self._handle)
+            self._doorbell.claim()  # then the item is there: it was stored before it was announced
+        item: _T = self._handle.get(True, None)
         return item
 
     def empty(self) -> bool:

@@ -373,6 +373,24 @@ def test_context_simple_queue_is_ready_exactly_when_an_item_is_there():
     assert q.empty()
 
 
+@pytest.mark.timeout(60)
+def test_context_simple_queue_put_waits_for_getters_once_its_pipe_is_full():
+    q = gopool.get_context().SimpleQueue()
+    capacity = 1 << 16  # one byte per unclaimed item in a 64 KiB pipe
+    for i in range(capacity):
+        q.put(i)
+    last = threading.Thread(target=q.put, args=(capacity,), daemon=True)
+    last.start()
+    last.join(0.2)
+    assert last.is_alive(), "a put went through a full pipe: its item is not announced"
+    page = 4096  # a pipe takes more bytes once a whole page of it is read
+    assert [q.get() for _ in range(page)] == list(range(page))
+    last.join(10)
+    assert not last.is_alive()
+    assert [q.get() for _ in range(capacity + 1 - page)] == list(range(page, capacity + 1))
+    assert q.empty() and not q._reader.poll()
+
+
 def test_context_simple_queue_wait_after_get_and_put():
     q = gopool.get_context().SimpleQueue()
     q.put(1)

@@ -70,7 +70,6 @@ stdlib.
 
 from __future__ import annotations
 
-import fcntl
 import os
 import select
 import types
@@ -273,14 +272,14 @@ class _Doorbell:
     before taking an item. (A stale "readable" would make the stdlib's
     executor block in ``recv()`` instead of watching its workers.)
 
-    The pipe holds up to 1 MiB of bytes where the system allows (64 KiB
-    otherwise): a put that finds it full waits for getters, as the stdlib's
-    SimpleQueue.put waits once its pipe is full. A process killed between
+    The pipe holds 64 KiB: a put that finds 65,536 items unclaimed waits
+    for getters (until they have taken a page of them, 4,096), as the
+    stdlib's SimpleQueue.put waits once its pipe holds 64 KiB of pickled
+    items. (Not enlarged: large pipes count against the
+    user's pipe quota, which would shrink every other pipe of the user.) A process killed between
     storing an item and writing its byte (or between claiming and taking)
     leaves that item unannounced: it is taken by the next claim.
     """
-
-    PIPE_SIZE = 1 << 20
 
     def __init__(self, read_fd: int, write_fd: int):
         os.set_blocking(read_fd, False)
@@ -290,13 +289,7 @@ class _Doorbell:
 
     @classmethod
     def create(cls) -> "_Doorbell":
-        read_fd, write_fd = os.pipe()
-        set_pipe_size = getattr(fcntl, "F_SETPIPE_SZ", 1031)  # Linux's value; Python 3.9 lacks the name
-        try:
-            fcntl.fcntl(write_fd, set_pipe_size, cls.PIPE_SIZE)
-        except OSError:
-            pass  # above the system's pipe-max-size: the default size
-        return cls(read_fd, write_fd)
+        return cls(*os.pipe())
 
     def announce(self) -> None:
         """Announce one item (stored already)."""
@@ -381,8 +374,8 @@ class SimpleQueue(_Shared[_T]):
     ``_reader`` has ``fileno()``, ``poll()`` and ``recv()``, which
     ``concurrent.futures.ProcessPoolExecutor`` uses; it is ready exactly
     when an item is there for the taking. Each of its puts and gets costs a
-    system call more, and a put waits once a million items are waiting
-    (the stdlib's waits once 64 KiB of them are).
+    system call more, and a put waits once 65,536 items are waiting (the
+    stdlib's waits once 64 KiB of them are).
     """
 
     def __init__(self, *, _ring_size: int = 0, _waitable: bool = False):

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import itertools
 import threading
+from abc import ABC, abstractmethod
 from collections import deque
 from typing import Any, Callable, Deque, Dict, List, Optional, Sequence, Tuple
 
@@ -46,7 +47,7 @@ class _Job:
         return self.sealed and self.finished == self.submitted
 
 
-class PythonJobs:
+class PythonJobs(ABC):
     """The jobs of a backend, and the queue of its tasks not yet started
     (items whose first two fields are the job and the index in it)."""
 
@@ -68,13 +69,13 @@ class PythonJobs:
 
     # -- what a subclass provides --------------------------------------------
 
+    @abstractmethod
     def _failed(self, error: BaseException) -> Any:
         """The stored outcome of a task that fails with error."""
-        raise NotImplementedError
 
+    @abstractmethod
     def _entries(self, lent: List[Stored]) -> List[Entry]:
         """Entries (index, ok, value) of lent outcomes; called without the lock."""
-        raise NotImplementedError
 
     def _queue_item(self, job_id: int, index: int, task: Any, limits: TimeLimits) -> Tuple[Any, ...]:
         return (job_id, index, task)

@@ -126,9 +126,9 @@ def _fork(sock: socket.socket, wake_r: int, wake_w: int, message: bytes, fds: Li
             raise ValueError(f"bad request (kind {kind}, {len(fds)} descriptors)")
         entry, directory, *env = (bytes(part).decode("utf-8", "surrogateescape")
                                    for part in _serialize.unpack(memoryview(message)[_FORK_HEADER.size:]))
+        zygote = os.getpid()
         # Most often the parent's environment is the zygote's own: the child
         # then keeps it, and no page of os.environ is copied or rewritten.
-        zygote = os.getpid()
         pid = os.fork()
         if pid == 0:
             _run_child(zygote, entry, directory, None if env == _own_environment else env, fds, pgid)

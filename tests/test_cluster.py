@@ -30,7 +30,7 @@ from gopool import CancelledError, Pool, PoolTerminatedError, ThreadPool, Timeou
 from gopool.cluster import ClusterError, Dask, ShortChunkWarning
 from helpers import cluster_tasks as ct
 from helpers import tasks
-from helpers.util import pid_alive, wait_for_path, wait_pids_gone
+from helpers.util import check_map_async_of_one_item_with_callbacks, pid_alive, wait_for_path, wait_pids_gone
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -786,12 +786,4 @@ def test_gopool_queue_cannot_be_an_initializer_argument_on_a_cluster(client):
 
 @pytest.mark.timeout(120)
 def test_map_async_of_one_item_with_callbacks(cpool):
-    """The job is sealed after its only chunk was delivered (CPython's
-    test_map_async_callbacks, found on ThreadPool): the callback must still
-    run and wait() return."""
-    for _ in range(10):
-        calls = []
-        result = cpool.map_async(int, ["1"], callback=calls.append, error_callback=calls.append)
-        result.wait(30)
-        assert result.ready()
-        assert calls == [[1]]
+    check_map_async_of_one_item_with_callbacks(cpool, 10)  # found on ThreadPool; the same jobs code now

@@ -14,6 +14,7 @@ import pytest
 import gopool
 
 from helpers import compat_tasks as ct
+from helpers.util import check_map_async_of_one_item_with_callbacks
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -207,12 +208,4 @@ def test_parmap_with_a_gopool_pool_and_progress_bar(make_pool):
 
 @pytest.mark.parametrize("cls", [gopool.Pool, gopool.ThreadPool])
 def test_map_async_of_one_item_with_callbacks(make_pool, cls):
-    """_TestPool.test_map_async_callbacks: the job is sealed after its only
-    chunk was delivered; the callback must still run and wait() return."""
-    p = make_pool(4, cls=cls)
-    for _ in range(20):
-        calls = []
-        result = p.map_async(int, ["1"], callback=calls.append, error_callback=calls.append)
-        result.wait(30)
-        assert result.ready()
-        assert calls == [[1]]
+    check_map_async_of_one_item_with_callbacks(make_pool(4, cls=cls), 20)

@@ -35,3 +35,14 @@ def wait_pids_gone(pids, timeout=5.0):
         time.sleep(0.02)
         alive = [p for p in alive if pid_alive(p)]
     return alive
+
+
+def check_map_async_of_one_item_with_callbacks(pool, rounds):
+    """CPython's test_map_async_callbacks: the job is sealed after its only
+    chunk was delivered; the callback must still run and wait() return."""
+    for _ in range(rounds):
+        calls = []
+        result = pool.map_async(int, ["1"], callback=calls.append, error_callback=calls.append)
+        result.wait(30)
+        assert result.ready()
+        assert calls == [[1]]

@@ -233,7 +233,7 @@ class DaskBackend(PythonJobs):
             for flight in self._flights.values():
                 if flight.job == job_id and not flight.done:
                     flight.done = flight.cancel = True
-                    self._finish_locked(job_id, flight.index, _Failure(cancelled()))
+                    self._finish_locked(job_id, flight.index, self._failed(cancelled()))
                     count += 1
             self._seal_locked(job_id, job)
             self._cond.notify_all()
@@ -247,8 +247,7 @@ class DaskBackend(PythonJobs):
                 return
             self._state = TERMINATE
             self._fail_everything_locked(terminated)
-            for job_id, job in list(self._jobs.items()):
-                self._seal_locked(job_id, job)
+            self._seal_all_locked()
             self._cond.notify_all()
 
     def _fail_everything_locked(self, error: Callable[[], BaseException]) -> None:
@@ -256,7 +255,7 @@ class DaskBackend(PythonJobs):
         for flight in self._flights.values():
             if not flight.done:
                 flight.done = flight.cancel = True
-                self._finish_locked(flight.job, flight.index, _Failure(error()))
+                self._finish_locked(flight.job, flight.index, self._failed(error()))
 
     def join(self, timeout_ms: int) -> bool:
         return self._finished.wait(timeout_ms / 1000)

@@ -102,6 +102,11 @@ class PythonJobs(ABC):
             self._open -= 1
             self._progressed_locked(job_id, job)
 
+    def _seal_all_locked(self) -> None:
+        """Seal every job (terminate: no task will be added)."""
+        for job_id, job in list(self._jobs.items()):
+            self._seal_locked(job_id, job)
+
     def _fail_queued_locked(self, error: Callable[[], BaseException]) -> None:
         while self._queue:
             item = self._queue.popleft()

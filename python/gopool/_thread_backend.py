@@ -185,8 +185,7 @@ class ThreadBackend(PythonJobs):
                 self._finish_locked(job_id, index, self._failed(terminated()))
                 _raise_in_thread(thread, _Stop)
             self._running.clear()
-            for job_id, job in list(self._jobs.items()):
-                self._seal_locked(job_id, job)
+            self._seal_all_locked()
             self._cond.notify_all()
         _withdraw_later(interrupted)
 
